@@ -1,0 +1,532 @@
+"""Backup: turn folders and files into a snapshot.
+
+The pipeline:
+
+1. The **walker** (calling thread) visits each source depth-first, lists folders in name order,
+   applies exclusions and reads each entry's metadata (``fs.nodes``).
+2. A file whose size, mtime, ctime and inode equal its node in the **parent snapshot** is not
+   read: its content list is reused (restic's rule), provided the index still has its blobs.
+3. Other files go to a pool of **file workers**: each reads its file in windows, cuts chunks
+   (``chunker``), hashes them and hands them to ``Repository.save_blob``, which deduplicates,
+   compresses, encrypts and appends to a pack; full packs upload in the background. A semaphore
+   bounds the files in flight, so memory stays flat however large the tree.
+4. When a folder's files are done, its **tree blob** is encoded (Go-JSON-exact) and saved.
+5. ``Repository.flush`` uploads the last packs and writes the index; only then is the
+   **snapshot** written. An interruption at any point leaves a valid repository.
+
+Per-file problems (unreadable, vanished, changed while being read) go to the error policy and
+are counted; they never abort the backup unless the policy raises.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import errno
+import getpass
+import logging
+import os
+import socket
+import stat
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from safekeep import __version__
+from safekeep.common.cancel import NEVER, CancelToken
+from safekeep.common.clock import SYSTEM_CLOCK, Clock
+from safekeep.common.errors import Cancelled, SafekeepError
+from safekeep.common.progress import (
+    NULL_PROGRESS,
+    ErrorPolicy,
+    ErrorRecorder,
+    Progress,
+    ProgressSink,
+    Throttle,
+)
+from safekeep.core.chunker import Chunker
+from safekeep.core.format.pack import BlobType
+from safekeep.core.format.snapshot import Snapshot
+from safekeep.core.format.times import format_time, local_now
+from safekeep.core.format.tree import Node, decode_tree, encode_tree
+from safekeep.core.fs.exclude import Excluder
+from safekeep.core.fs.nodes import UserCache, node_from_path
+from safekeep.core.repository import Repository, sha256
+
+log = logging.getLogger(__name__)
+
+READ_WINDOW = 16 * 1024 * 1024
+_O_NOATIME = getattr(os, "O_NOATIME", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
+class SourceError(SafekeepError):
+    """A problem with one file or folder being backed up (recorded, not fatal)."""
+
+
+class NothingToBackUp(SafekeepError):
+    def __init__(self, paths: list[str]) -> None:
+        super().__init__(
+            "None of the folders to back up could be found: " + ", ".join(paths),
+            hint="Check that the folders exist and that the disk holding them is connected.",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BackupOptions:
+    excludes: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    hostname: str = ""  # "" = this machine's name
+    parent: str | None = None  # snapshot ID; None = the latest with the same host and paths
+    use_parent: bool = True
+    ignore_inode: bool = False
+    workers: int = 0  # 0 = 2 x CPU count
+    time: datetime | None = None  # the snapshot's time; None = now
+
+
+@dataclass(slots=True)
+class BackupSummary:
+    snapshot_id: str = ""
+    parent: str | None = None
+    files_new: int = 0
+    files_changed: int = 0
+    files_unmodified: int = 0
+    dirs_new: int = 0
+    dirs_changed: int = 0
+    dirs_unmodified: int = 0
+    data_blobs: int = 0
+    tree_blobs: int = 0
+    data_added: int = 0
+    data_added_packed: int = 0
+    total_files_processed: int = 0
+    total_bytes_processed: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    backup_start: datetime | None = None
+    backup_end: datetime | None = None
+
+    def snapshot_summary(self) -> dict[str, object]:
+        keys = [
+            "files_new",
+            "files_changed",
+            "files_unmodified",
+            "dirs_new",
+            "dirs_changed",
+            "dirs_unmodified",
+            "data_blobs",
+            "tree_blobs",
+            "data_added",
+            "data_added_packed",
+            "total_files_processed",
+            "total_bytes_processed",
+        ]
+        out: dict[str, object] = {}
+        if self.backup_start and self.backup_end:
+            out["backup_start"] = format_time(self.backup_start)
+            out["backup_end"] = format_time(self.backup_end)
+        out.update({k: getattr(self, k) for k in keys})
+        return out
+
+
+class _Counters:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.summary = BackupSummary()
+        self.files_done = 0
+        self.bytes_done = 0
+        self.current = ""
+
+    def add(self, **kw: int) -> None:
+        with self.lock:
+            for k, v in kw.items():
+                setattr(self.summary, k, getattr(self.summary, k) + v)
+
+
+def _read_file_node(path: bytes) -> int:
+    flags = os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK
+    try:
+        return os.open(path, flags | _O_NOATIME)
+    except PermissionError:
+        if not _O_NOATIME:
+            raise
+        return os.open(path, flags)  # O_NOATIME needs ownership; retry without it
+
+
+class Archiver:
+    def __init__(
+        self,
+        repo: Repository,
+        options: BackupOptions | None = None,
+        *,
+        progress: ProgressSink = NULL_PROGRESS,
+        on_error: ErrorPolicy | None = None,
+        cancel: CancelToken = NEVER,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.repo = repo
+        self.options = options or BackupOptions()
+        self.progress = progress
+        self.recorder = ErrorRecorder()
+        self.on_error: ErrorPolicy = on_error or self.recorder
+        self.cancel = cancel
+        self.clock = clock
+        self.excluder = Excluder(list(self.options.excludes))
+        self.chunker = Chunker(repo.config.chunker_polynomial)
+        self.users = UserCache()
+        workers = self.options.workers or 2 * (os.cpu_count() or 2)
+        self._pool = concurrent.futures.ThreadPoolExecutor(workers, "safekeep-file")
+        self._slots = threading.BoundedSemaphore(workers * 2)
+        self._c = _Counters()
+        self._throttle = Throttle(0.25, clock)
+        self._start = 0.0
+
+    # ------------------------------------------------------------------ public
+
+    def backup(self, paths: list[str]) -> tuple[Snapshot, BackupSummary]:
+        """Back up ``paths`` and write a snapshot. Raises ``Cancelled`` (no snapshot written)."""
+        self.repo.set_cancel(self.cancel)
+        self._start = self.clock.monotonic()
+        summary = self._c.summary
+        summary.backup_start = local_now(self.clock.now())
+        sources = _normalise(paths)
+        hostname = self.options.hostname or socket.gethostname()
+        parent = self._find_parent(sources, hostname)
+        summary.parent = parent.id if parent else None
+        try:
+            existing = [s for s in sources if os.path.lexists(s)]
+            for s in sources:
+                if s not in existing:
+                    self._error(s, SourceError(f"{s} does not exist"))
+            if not existing:
+                raise NothingToBackUp(sources)
+            root_parent = self._load_tree(parent.tree) if parent else {}
+            root = self._save_virtual(b"/", _build_layout(existing), root_parent)
+            self.repo.flush()
+        except BaseException:
+            self.repo.abandon()
+            raise
+        finally:
+            self._pool.shutdown(wait=True)
+        self.cancel.raise_if_cancelled()
+        summary.backup_end = local_now(self.clock.now())
+        snap = Snapshot(
+            time=local_now(self.options.time or self.clock.now()),
+            tree=root,
+            paths=sources,
+            hostname=hostname,
+            username=_username(),
+            uid=os.getuid() if hasattr(os, "getuid") else 0,
+            gid=os.getgid() if hasattr(os, "getgid") else 0,
+            excludes=list(self.options.excludes),
+            tags=list(self.options.tags),
+            parent=summary.parent,
+            program_version=f"safekeep {__version__}",
+            summary=summary.snapshot_summary(),
+        )
+        summary.snapshot_id = self.repo.save_snapshot(snap, cancel=self.cancel)
+        summary.errors = [(e.path, e.message) for e in self.recorder.errors]
+        self._report(final=True)
+        return snap, summary
+
+    # ------------------------------------------------------------------ helpers
+
+    def _error(self, path: str | bytes, exc: Exception) -> None:
+        p = os.fsdecode(path)
+        log.info("skipped %s: %s", p, exc)
+        self.on_error(p, exc)
+        self._report()
+
+    def _report(self, final: bool = False) -> None:
+        if not (final or self._throttle.ready()):
+            return
+        c = self._c
+        self.progress.progress(
+            Progress(
+                phase="done" if final else "backup",
+                files_done=c.files_done,
+                bytes_done=c.bytes_done,
+                errors=len(self.recorder.errors),
+                current_path=c.current,
+                elapsed=self.clock.monotonic() - self._start,
+            )
+        )
+
+    def _find_parent(self, sources: list[str], hostname: str) -> Snapshot | None:
+        if not self.options.use_parent:
+            return None
+        if self.options.parent:
+            return self.repo.find_snapshot(self.options.parent, cancel=self.cancel)
+        best: Snapshot | None = None
+        for s in self.repo.list_snapshots(cancel=self.cancel):
+            if s.hostname == hostname and sorted(s.paths) == sorted(sources):
+                best = s
+        return best
+
+    def _load_tree(self, tree_id: bytes | None) -> dict[bytes, Node]:
+        if not tree_id:
+            return {}
+        try:
+            return {n.name: n for n in decode_tree(self.repo.load_blob(BlobType.TREE, tree_id))}
+        except SafekeepError as exc:
+            log.warning("parent tree %s unreadable, files will be re-read: %s", tree_id.hex()[:12], exc)
+            return {}
+
+    def _save_tree(self, nodes: list[Node]) -> tuple[bytes, bool]:
+        data = encode_tree(nodes)
+        res = self.repo.save_blob(BlobType.TREE, data)
+        if res.added:
+            self._c.add(tree_blobs=1, data_added=len(data), data_added_packed=res.stored_size)
+        return res.id, res.added
+
+    def _dir_node(self, path: bytes, name: bytes) -> Node | None:
+        try:
+            st = os.lstat(path)
+        except OSError as exc:
+            self._error(path, exc)
+            return None
+        return node_from_path(path, name, st, user_cache=self.users)
+
+    def _save_virtual(self, path: bytes, layout: _Layout, parent_nodes: dict[bytes, Node]) -> bytes:
+        """Save a folder above the sources: only the children on the way to a source."""
+        nodes: list[Node] = []
+        for name in sorted(layout):
+            child = os.path.join(path, name)
+            sub = layout[name]
+            pnode = parent_nodes.get(name)
+            if sub is None:  # a source itself
+                node = self._entry(child, name, pnode, top=True)
+                if node is not None:
+                    nodes.append(node)
+                continue
+            node = self._dir_node(child, name)
+            if node is None:
+                continue
+            ptree = self._load_tree(pnode.subtree) if pnode and pnode.type == "dir" else {}
+            node.subtree = self._save_virtual(child, sub, ptree)
+            nodes.append(node)
+        tree_id, _ = self._save_tree(nodes)
+        return tree_id
+
+    def _entry(self, path: bytes, name: bytes, pnode: Node | None, *, top: bool = False) -> Node | None:
+        """Node for one directory entry; folders recurse, files are queued. None = skipped."""
+        self.cancel.raise_if_cancelled()
+        if self.excluder and not top and self.excluder.excluded(path):
+            return None
+        try:
+            st = os.lstat(path)
+        except OSError as exc:
+            self._error(path, exc)
+            return None
+        try:
+            node = node_from_path(path, name, st, user_cache=self.users)
+        except OSError as exc:
+            self._error(path, exc)
+            return None
+        if stat.S_ISDIR(st.st_mode):
+            ptree = self._load_tree(pnode.subtree) if pnode and pnode.type == "dir" else {}
+            subtree = self._save_dir(path, ptree)
+            if subtree is None:
+                return None
+            node.subtree = subtree
+            if pnode is None or pnode.type != "dir":
+                self._c.add(dirs_new=1)
+            elif pnode.subtree == subtree:
+                self._c.add(dirs_unmodified=1)
+            else:
+                self._c.add(dirs_changed=1)
+        return node
+
+    def _save_dir(self, path: bytes, parent_nodes: dict[bytes, Node]) -> bytes | None:
+        try:
+            with os.scandir(path) as it:
+                names = sorted(e.name for e in it)
+        except OSError as exc:
+            self._error(path, exc)
+            return None
+        nodes: list[Node | None] = []
+        pending: list[tuple[int, concurrent.futures.Future[list[bytes] | None]]] = []
+        for name in names:
+            child = os.path.join(path, name)
+            pnode = parent_nodes.get(name)
+            node = self._entry(child, name, pnode)
+            if node is None:
+                continue
+            if node.type == "file":
+                if self._unchanged(node, pnode):
+                    assert pnode is not None
+                    node.content = pnode.content
+                    self._c.add(files_unmodified=1, total_files_processed=1, total_bytes_processed=node.size)
+                    with self._c.lock:
+                        self._c.files_done += 1
+                        self._c.bytes_done += node.size
+                    self._report()
+                else:
+                    pending.append((len(nodes), self._submit_file(child, node, is_new=pnode is None)))
+            nodes.append(node)
+        for i, fut in pending:
+            content = fut.result()
+            if content is None:
+                nodes[i] = None
+            else:
+                node = nodes[i]
+                assert node is not None
+                node.content = content
+        self.cancel.raise_if_cancelled()
+        tree_id, _ = self._save_tree([n for n in nodes if n is not None])
+        return tree_id
+
+    def _unchanged(self, node: Node, pnode: Node | None) -> bool:
+        if pnode is None or pnode.type != "file" or pnode.content is None:
+            return False
+        if node.size != pnode.size or node.mtime != pnode.mtime or node.ctime != pnode.ctime:
+            return False
+        if not self.options.ignore_inode and node.inode != pnode.inode:
+            return False
+        return all(self.repo.has_blob(BlobType.DATA, b) for b in pnode.content)
+
+    def _submit_file(
+        self, path: bytes, node: Node, *, is_new: bool
+    ) -> concurrent.futures.Future[list[bytes] | None]:
+        while not self._slots.acquire(timeout=0.25):
+            self.cancel.raise_if_cancelled()
+
+        def run() -> list[bytes] | None:
+            try:
+                return self._file(path, node, is_new)
+            finally:
+                self._slots.release()
+
+        return self._pool.submit(run)
+
+    def _file(self, path: bytes, node: Node, is_new: bool) -> list[bytes] | None:
+        if self.cancel.cancelled:
+            return None
+        with self._c.lock:
+            self._c.current = os.fsdecode(path)
+        try:
+            content, size, changed = self._read_chunks(path, node)
+        except Cancelled:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                self._error(path, SourceError(f"{os.fsdecode(path)} vanished before it could be read"))
+            else:
+                self._error(path, exc)
+            return None
+        except SourceError as exc:
+            self._error(path, exc)
+            return None
+        node.size = size
+        if changed:
+            self._error(path, SourceError(f"{os.fsdecode(path)} changed while it was being read"))
+        self._c.add(
+            files_new=1 if is_new else 0,
+            files_changed=0 if is_new else 1,
+            total_files_processed=1,
+            total_bytes_processed=size,
+        )
+        with self._c.lock:
+            self._c.files_done += 1
+        self._report()
+        return content
+
+    def _read_chunks(self, path: bytes, node: Node) -> tuple[list[bytes], int, bool]:
+        fd = _read_file_node(path)
+        try:
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode):
+                raise SourceError(f"{os.fsdecode(path)} was replaced by something that is not a file")
+            content: list[bytes] = []
+            carry = b""
+            total = 0
+            while True:
+                self.cancel.raise_if_cancelled()
+                window = os.read(fd, READ_WINDOW)
+                eof = not window
+                buf = carry + window if carry else window
+                if not buf:
+                    break
+                cuts = list(self.chunker.cuts(buf))
+                # the last cut of a window may only be where the window ends: carry it into the next one
+                keep = len(cuts) if eof else len(cuts) - 1
+                view = memoryview(buf)
+                for off, length in cuts[:keep]:
+                    self._save_data(view[off : off + length], content)
+                consumed = cuts[keep - 1][0] + cuts[keep - 1][1] if keep else 0
+                total += consumed
+                carry = bytes(view[consumed:])
+                view.release()
+                if eof:
+                    break
+            after = os.fstat(fd)
+            changed = (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or (
+                total != node.size
+            )
+            return content, total, changed
+        finally:
+            os.close(fd)
+
+    def _save_data(self, chunk: memoryview, content: list[bytes]) -> None:
+        blob_id = sha256(chunk)
+        res = self.repo.save_blob(BlobType.DATA, chunk, blob_id=blob_id)
+        content.append(res.id)
+        n = len(chunk)
+        if res.added:
+            self._c.add(data_blobs=1, data_added=n, data_added_packed=res.stored_size)
+        with self._c.lock:
+            self._c.bytes_done += n
+        self._report()
+
+
+_Layout = dict[bytes, "_Layout | None"]
+
+
+def _normalise(paths: list[str]) -> list[str]:
+    out: list[str] = []
+    for p in paths:
+        a = os.path.normpath(os.path.abspath(p))
+        if a not in out:
+            out.append(a)
+    # a source inside another source is already covered
+    return [a for a in out if not any(a != b and a.startswith(b.rstrip("/") + "/") for b in out)]
+
+
+def _build_layout(sources: list[str]) -> _Layout:
+    root: _Layout = {}
+    for s in sources:
+        parts = [os.fsencode(p) for p in s.split("/") if p]
+        node = root
+        for part in parts[:-1]:
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = {}
+                node[part] = nxt
+            node = nxt
+        if parts:
+            node[parts[-1]] = None
+    return root
+
+
+def _username() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+def backup(
+    repo: Repository,
+    paths: list[str],
+    options: BackupOptions | None = None,
+    *,
+    progress: ProgressSink = NULL_PROGRESS,
+    on_error: ErrorPolicy | None = None,
+    cancel: CancelToken = NEVER,
+    clock: Clock = SYSTEM_CLOCK,
+) -> tuple[Snapshot, BackupSummary]:
+    return Archiver(repo, options, progress=progress, on_error=on_error, cancel=cancel, clock=clock).backup(
+        paths
+    )
+
+
+__all__ = ["Archiver", "BackupOptions", "BackupSummary", "Callable", "backup"]

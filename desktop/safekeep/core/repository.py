@@ -1,0 +1,474 @@
+"""A repository opened with its password: blob and file I/O on top of a storage backend.
+
+- :meth:`Repository.init` creates ``config`` and the first key; :meth:`Repository.open` finds the
+  key that the password unlocks, reads ``config`` and refuses unknown versions.
+- :meth:`save_blob` deduplicates against the index, compresses (v2), seals and appends the blob to
+  an open pack of its type (data and tree blobs never share a pack). A full pack is uploaded in
+  the background on up to ``connections`` threads; memory is bounded by a semaphore on packs in
+  flight. :meth:`flush` uploads the remaining packs and then writes the index for them — packs
+  before index, always.
+- :meth:`load_blob` reads a blob through the index and verifies MAC and SHA-256.
+- Unpacked files (snapshots, index, locks) are saved under the SHA-256 of their stored bytes, and
+  that name is checked again when they are read.
+
+Thread safety: ``save_blob``/``load_blob`` may be called from many threads at once.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import getpass
+import hashlib
+import logging
+import os
+import socket
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import zstandard
+
+from safekeep.common.cancel import NEVER, CancelToken
+from safekeep.common.clock import SYSTEM_CLOCK, Clock
+from safekeep.common.errors import Cancelled
+from safekeep.core.crypto import OVERHEAD, AuthenticationFailed, MasterKey
+from safekeep.core.errors import (
+    IntegrityError,
+    NotARepository,
+    RepositoryError,
+    RepositoryExists,
+    RepositoryNotFound,
+    UnsupportedVersion,
+    WrongPassword,
+)
+from safekeep.core.format import unpacked
+from safekeep.core.format.config import SUPPORTED_VERSIONS, Config, ConfigError
+from safekeep.core.format.index import IndexFormatError, decode_index, encode_index
+from safekeep.core.format.keys import KDFParams, KeyFile, KeyFileError, new_key_file
+from safekeep.core.format.pack import BlobType, PackedBlob, finish_pack
+from safekeep.core.format.snapshot import Snapshot, SnapshotFormatError
+from safekeep.core.format.times import local_now
+from safekeep.core.index import MasterIndex
+from safekeep.storage.base import Backend, FileType, Handle
+from safekeep.storage.errors import NotFound
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PACK_SIZE = 16 * 1024 * 1024
+INDEX_BLOBS_PER_FILE = 50_000  # keeps each index file well under restic's 8 MiB guideline
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryOptions:
+    pack_size: int = DEFAULT_PACK_SIZE
+    compression: bool = True  # data blobs; tree blobs are always compressed in v2
+    upload_connections: int = 0  # 0 = the backend's ``properties.connections``
+    kdf: KDFParams | None = None  # None = calibrate like restic
+
+
+@dataclass(slots=True)
+class _OpenPack:
+    body: bytearray = field(default_factory=bytearray)
+    blobs: list[PackedBlob] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class BlobSaveResult:
+    id: bytes
+    added: bool  # False: it was already in the repository
+    stored_size: int  # sealed bytes added to a pack (0 when not added)
+
+
+def sha256(data: bytes | bytearray | memoryview) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+class Repository:
+    def __init__(
+        self,
+        backend: Backend,
+        key: MasterKey,
+        config: Config,
+        *,
+        key_id: str = "",
+        options: RepositoryOptions | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.backend = backend
+        self.key = key
+        self.config = config
+        self.key_id = key_id
+        self.options = options or RepositoryOptions()
+        self.clock = clock
+        self.index = MasterIndex()
+        self._lock = threading.Lock()
+        self._pending: tuple[set[bytes], set[bytes]] = (set(), set())
+        self._open: dict[BlobType, _OpenPack] = {}
+        self._unindexed: list[tuple[str, list[PackedBlob]]] = []
+        self._unindexed_blobs = 0
+        self._index_lock = threading.Lock()
+        conns = self.options.upload_connections or backend.properties.connections
+        self._uploader = concurrent.futures.ThreadPoolExecutor(max(1, conns), "safekeep-upload")
+        self._in_flight = threading.BoundedSemaphore(max(1, conns) + 1)
+        self._futures: list[concurrent.futures.Future[None]] = []
+        self._upload_error: BaseException | None = None
+        self._cancel: CancelToken = NEVER
+
+    # ------------------------------------------------------------------ open / init
+
+    @property
+    def version(self) -> int:
+        return self.config.version
+
+    @property
+    def location(self) -> str:
+        return self.backend.properties.location
+
+    @staticmethod
+    def init(
+        backend: Backend,
+        password: str,
+        *,
+        version: int = 2,
+        options: RepositoryOptions | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        cancel: CancelToken = NEVER,
+    ) -> Repository:
+        options = options or RepositoryOptions()
+        location = backend.properties.location
+        try:
+            backend.stat(Handle.config(), cancel=cancel)
+            raise RepositoryExists(location)
+        except NotFound:
+            pass
+        if any(True for _ in backend.list(FileType.KEY, cancel=cancel)):
+            raise RepositoryExists(location)
+        backend.create(cancel=cancel)
+        master = MasterKey.generate()
+        config = Config.new(version)
+        repo = Repository(backend, master, config, options=options, clock=clock)
+        repo.key_id = repo.add_key(password, cancel=cancel)
+        backend.save(Handle.config(), master.seal(config.to_json()), cancel=cancel)
+        return repo
+
+    @staticmethod
+    def open(
+        backend: Backend,
+        password: str,
+        *,
+        options: RepositoryOptions | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        cancel: CancelToken = NEVER,
+    ) -> Repository:
+        location = backend.properties.location
+        try:
+            sealed_config = backend.load(Handle.config(), cancel=cancel)
+        except NotFound:
+            if any(
+                True for t in FileType if t is not FileType.CONFIG for _ in backend.list(t, cancel=cancel)
+            ):
+                raise NotARepository(location, "its 'config' file is missing") from None
+            raise RepositoryNotFound(location) from None
+        key_infos = list(backend.list(FileType.KEY, cancel=cancel))
+        if not key_infos:
+            raise NotARepository(location, "it has no key files")
+        for info in key_infos:
+            cancel.raise_if_cancelled()
+            try:
+                raw = backend.load(Handle(FileType.KEY, info.name), cancel=cancel)
+                kf = KeyFile.from_json(raw)
+                master = kf.unlock(password)
+            except (KeyFileError, AuthenticationFailed, ValueError) as exc:
+                log.debug("key %s does not open: %s", info.name[:8], exc)
+                continue
+            try:
+                plain = master.open(sealed_config)
+            except AuthenticationFailed as exc:
+                raise IntegrityError(
+                    "The repository's config file is damaged (it fails authentication)."
+                ) from exc
+            try:
+                config = Config.from_json(plain)
+            except ConfigError as exc:
+                raise NotARepository(location, str(exc)) from exc
+            if config.version not in SUPPORTED_VERSIONS:
+                raise UnsupportedVersion(config.version)
+            return Repository(backend, master, config, key_id=info.name, options=options, clock=clock)
+        raise WrongPassword()
+
+    # ------------------------------------------------------------------ keys
+
+    def add_key(self, password: str, *, cancel: CancelToken = NEVER) -> str:
+        kf = new_key_file(
+            self.key,
+            password,
+            created=local_now(self.clock.now()),
+            username=_username(),
+            hostname=socket.gethostname(),
+            params=self.options.kdf,
+        )
+        raw = kf.to_json()
+        key_id = sha256(raw).hex()
+        self.backend.save(Handle(FileType.KEY, key_id), raw, cancel=cancel)
+        return key_id
+
+    def list_keys(self, *, cancel: CancelToken = NEVER) -> list[tuple[str, KeyFile]]:
+        out = []
+        for info in self.backend.list(FileType.KEY, cancel=cancel):
+            raw = self.backend.load(Handle(FileType.KEY, info.name), cancel=cancel)
+            try:
+                out.append((info.name, KeyFile.from_json(raw)))
+            except KeyFileError:
+                log.warning("unreadable key file %s", info.name)
+        return out
+
+    def remove_key(self, key_id: str, *, cancel: CancelToken = NEVER) -> None:
+        if key_id == self.key_id:
+            raise RepositoryError(
+                "The key in use cannot be removed.",
+                hint="Open the repository with another password first, or use 'key passwd' to change it.",
+            )
+        self.backend.remove(Handle(FileType.KEY, key_id), cancel=cancel)
+
+    # ------------------------------------------------------------------ unpacked files
+
+    def save_unpacked(self, type: FileType, data: bytes, *, cancel: CancelToken = NEVER) -> str:
+        cancel.raise_if_cancelled()
+        sealed = unpacked.seal(self.key, data, version=self.version)
+        name = sha256(sealed).hex()
+        self.backend.save(Handle(type, name), sealed, cancel=cancel)
+        return name
+
+    def load_unpacked(self, type: FileType, name: str, *, cancel: CancelToken = NEVER) -> bytes:
+        sealed = self.backend.load(Handle(type, name), cancel=cancel)
+        if sha256(sealed).hex() != name:
+            raise IntegrityError(f"{type.value}/{name} is damaged: its content does not match its name.")
+        try:
+            return unpacked.decode_plaintext(self.key.open(sealed))
+        except AuthenticationFailed as exc:
+            raise IntegrityError(f"{type.value}/{name} fails authentication (damaged or tampered).") from exc
+        except unpacked.UnpackedFormatError as exc:
+            raise IntegrityError(f"{type.value}/{name}: {exc}") from exc
+
+    def resolve_id(self, type: FileType, prefix: str, *, cancel: CancelToken = NEVER) -> str:
+        """The full ID of the one file of ``type`` whose name starts with ``prefix``."""
+        matches = [i.name for i in self.backend.list(type, cancel=cancel) if i.name.startswith(prefix)]
+        if not matches:
+            raise RepositoryError(f"No {type.value} file matches {prefix!r}.")
+        if len(matches) > 1:
+            raise RepositoryError(
+                f"{prefix!r} matches several {type.value} files.", hint="Give more characters of the ID."
+            )
+        return matches[0]
+
+    # ------------------------------------------------------------------ index
+
+    def load_index(self, *, cancel: CancelToken = NEVER) -> None:
+        names = [i.name for i in self.backend.list(FileType.INDEX, cancel=cancel)]
+
+        def one(name: str) -> list[tuple[str, list[PackedBlob]]]:
+            cancel.raise_if_cancelled()
+            raw = self.load_unpacked(FileType.INDEX, name, cancel=cancel)
+            try:
+                return list(decode_index(raw))
+            except IndexFormatError as exc:
+                raise IntegrityError(f"index/{name} is malformed: {exc}") from exc
+
+        workers = max(2, self.backend.properties.connections)
+        with concurrent.futures.ThreadPoolExecutor(workers, "safekeep-index") as ex:
+            for packs in ex.map(one, names):
+                for pack_id, blobs in packs:
+                    self.index.add_pack(pack_id, blobs)
+
+    def has_blob(self, type: BlobType, blob_id: bytes) -> bool:
+        return self.index.has(type, blob_id) or blob_id in self._pending[type]
+
+    # ------------------------------------------------------------------ blobs
+
+    def save_blob(
+        self, type: BlobType, data: bytes | memoryview, *, blob_id: bytes | None = None
+    ) -> BlobSaveResult:
+        """Store a blob unless the repository already has it. Thread-safe."""
+        if self._upload_error is not None:
+            raise self._upload_error
+        self._cancel.raise_if_cancelled()
+        bid = blob_id or sha256(data)
+        with self._lock:
+            if self.index.has(type, bid) or bid in self._pending[type]:
+                return BlobSaveResult(bid, False, 0)
+            self._pending[type].add(bid)
+        try:
+            payload: bytes | memoryview = data
+            ulen = 0
+            if self.version >= 2 and len(data) and (type is BlobType.TREE or self.options.compression):
+                compressed = unpacked.compressor().compress(data)
+                if type is BlobType.TREE or len(compressed) < len(data):
+                    payload, ulen = compressed, len(data)
+            sealed = self.key.seal(payload)
+        except BaseException:
+            with self._lock:
+                self._pending[type].discard(bid)
+            raise
+        full: _OpenPack | None = None
+        with self._lock:
+            pack = self._open.setdefault(type, _OpenPack())
+            pack.blobs.append(PackedBlob(type, bid, len(pack.body), len(sealed), ulen))
+            pack.body += sealed
+            if len(pack.body) >= self.options.pack_size:
+                full = self._open.pop(type)
+        if full is not None:
+            self._submit(full)
+        return BlobSaveResult(bid, True, len(sealed))
+
+    def _submit(self, pack: _OpenPack) -> None:
+        while not self._in_flight.acquire(timeout=0.2):
+            if self._upload_error is not None:
+                raise self._upload_error
+        try:
+            self._futures.append(self._uploader.submit(self._upload, pack))
+        except BaseException:
+            self._in_flight.release()
+            raise
+
+    def _upload(self, pack: _OpenPack) -> None:
+        try:
+            if self._upload_error is not None or self._cancel.cancelled:
+                return
+            finish_pack(self.key, pack.body, pack.blobs)
+            pack_id = sha256(pack.body).hex()
+            self.backend.save(Handle(FileType.PACK, pack_id), pack.body, cancel=self._cancel)
+            with self._lock:
+                self.index.add_pack(pack_id, pack.blobs)
+                for b in pack.blobs:
+                    self._pending[b.type].discard(b.id)
+                self._unindexed.append((pack_id, pack.blobs))
+                self._unindexed_blobs += len(pack.blobs)
+                write_now = self._unindexed_blobs >= INDEX_BLOBS_PER_FILE
+            if write_now:
+                self._write_index()
+        except BaseException as exc:
+            if self._upload_error is None:
+                self._upload_error = exc
+        finally:
+            pack.body = bytearray()
+            self._in_flight.release()
+
+    def _write_index(self) -> None:
+        with self._index_lock:
+            with self._lock:
+                packs, self._unindexed = self._unindexed, []
+                self._unindexed_blobs = 0
+            if packs and not self._cancel.cancelled:
+                self.save_unpacked(FileType.INDEX, encode_index(packs), cancel=self._cancel)
+
+    def set_cancel(self, cancel: CancelToken) -> None:
+        """Uploads stop when ``cancel`` fires; nothing more is written after it."""
+        self._cancel = cancel
+
+    def flush(self) -> None:
+        """Upload all open packs, wait for every upload, then write their index."""
+        with self._lock:
+            opened = [p for p in self._open.values() if p.blobs]
+            self._open.clear()
+        for p in opened:
+            self._submit(p)
+        for f in self._futures:
+            f.result()
+        self._futures.clear()
+        if self._upload_error is not None:
+            err, self._upload_error = self._upload_error, None
+            raise err
+        if self._cancel.cancelled:
+            raise Cancelled()
+        self._write_index()
+
+    def abandon(self) -> None:
+        """Drop unfinished packs after a failure or cancel; uploads in progress are awaited."""
+        with self._lock:
+            self._open.clear()
+        for f in self._futures:
+            f.exception()
+        self._futures.clear()
+        self._upload_error = None
+        for s in self._pending:
+            s.clear()
+
+    def close(self) -> None:
+        self._uploader.shutdown(wait=True)
+
+    def load_blob(self, type: BlobType, blob_id: bytes, *, cancel: CancelToken = NEVER) -> bytes:
+        found = self.index.lookup(type, blob_id)
+        if found is None:
+            raise IntegrityError(f"The {type.json_name} blob {blob_id.hex()[:16]} is not in the index.")
+        pack_id, blob = found
+        sealed = self.backend.load(Handle(FileType.PACK, pack_id), blob.offset, blob.length, cancel=cancel)
+        return self.open_blob(pack_id, blob, sealed)
+
+    def open_blob(self, pack_id: str, blob: PackedBlob, sealed: bytes | memoryview) -> bytes:
+        """Decrypt, decompress and verify one sealed blob read from ``pack_id``."""
+        if len(sealed) != blob.length:
+            raise IntegrityError(
+                f"Pack {pack_id[:16]} is truncated: blob {blob.id.hex()[:16]} is incomplete.",
+                pack=pack_id,
+                blob=blob.id.hex(),
+            )
+        try:
+            plain = self.key.open(sealed)
+            if blob.uncompressed_length:
+                plain = unpacked.decompressor().decompress(plain, max_output_size=blob.uncompressed_length)
+        except (AuthenticationFailed, zstandard.ZstdError) as exc:
+            raise IntegrityError(
+                f"Blob {blob.id.hex()[:16]} in pack {pack_id[:16]} is damaged ({exc}).",
+                pack=pack_id,
+                blob=blob.id.hex(),
+            ) from exc
+        if sha256(plain) != blob.id:
+            raise IntegrityError(
+                f"Blob {blob.id.hex()[:16]} in pack {pack_id[:16]} does not match its ID.",
+                pack=pack_id,
+                blob=blob.id.hex(),
+            )
+        return plain
+
+    # ------------------------------------------------------------------ snapshots
+
+    def save_snapshot(self, snap: Snapshot, *, cancel: CancelToken = NEVER) -> str:
+        snap.id = self.save_unpacked(FileType.SNAPSHOT, snap.to_json(), cancel=cancel)
+        return snap.id
+
+    def load_snapshot(self, snapshot_id: str, *, cancel: CancelToken = NEVER) -> Snapshot:
+        raw = self.load_unpacked(FileType.SNAPSHOT, snapshot_id, cancel=cancel)
+        try:
+            return Snapshot.from_json(raw, snapshot_id)
+        except SnapshotFormatError as exc:
+            raise IntegrityError(f"snapshots/{snapshot_id} is malformed: {exc}") from exc
+
+    def list_snapshots(self, *, cancel: CancelToken = NEVER) -> list[Snapshot]:
+        names = [i.name for i in self.backend.list(FileType.SNAPSHOT, cancel=cancel)]
+        with concurrent.futures.ThreadPoolExecutor(4, "safekeep-snap") as ex:
+            snaps = list(ex.map(lambda n: self.load_snapshot(n, cancel=cancel), names))
+        snaps.sort(key=lambda s: (s.time, s.id))
+        return snaps
+
+    def find_snapshot(self, ref: str, *, cancel: CancelToken = NEVER) -> Snapshot:
+        """``latest`` or an ID prefix."""
+        if ref == "latest":
+            snaps = self.list_snapshots(cancel=cancel)
+            if not snaps:
+                raise RepositoryError("The repository has no snapshots yet.")
+            return snaps[-1]
+        return self.load_snapshot(self.resolve_id(FileType.SNAPSHOT, ref, cancel=cancel), cancel=cancel)
+
+    def remove_files(self, type: FileType, names: Iterable[str], *, cancel: CancelToken = NEVER) -> None:
+        for n in names:
+            self.backend.remove(Handle(type, n), cancel=cancel)
+
+
+def _username() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid()) if hasattr(os, "getuid") else ""
+
+
+__all__ = ["OVERHEAD", "BlobSaveResult", "Repository", "RepositoryOptions", "sha256"]
