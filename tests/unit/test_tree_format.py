@@ -84,14 +84,18 @@ def test_golden_tree_round_trips_byte_exact() -> None:
     assert encode_tree(nodes) == GOLDEN_TREE
 
 
-def test_lossy_linktarget_like_restic_014() -> None:
+def test_invalid_utf8_linktarget_kept_raw_by_default() -> None:
     node = Node(name=b"badlink", type="symlink", linktarget=b"\xff\xfe")
-    assert b'"linktarget":"\\ufffd\\ufffd"' in encode_node(node)
-    assert b"linktarget_raw" not in encode_node(node)
-    raw = encode_node(node, write_linktarget_raw=True)
+    raw = encode_node(node)
     assert b'"linktarget":"\\ufffd\\ufffd","linktarget_raw":"//4="' in raw
     assert decode_node(raw).linktarget == b"\xff\xfe"
-    assert decode_node(encode_node(node)).linktarget == "\ufffd\ufffd".encode()
+    # restic 0.14's own (lossy) form, byte for byte
+    lossy = encode_node(node, write_linktarget_raw=False)
+    assert b'"linktarget":"\\ufffd\\ufffd"' in lossy
+    assert b"linktarget_raw" not in lossy
+    assert decode_node(lossy).linktarget == "\ufffd\ufffd".encode()
+    # a valid UTF-8 target never gets linktarget_raw
+    assert b"linktarget_raw" not in encode_node(Node(name=b"ok", type="symlink", linktarget=b"t"))
 
 
 @pytest.mark.parametrize(

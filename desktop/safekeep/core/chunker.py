@@ -25,7 +25,9 @@ class Chunker:
         self._cdc = FastCDC(AVG_SIZE, min_size=MIN_SIZE, max_size=MAX_SIZE, normalized_chunking=1, seed=seed)
 
     def cuts(self, buf: bytes | bytearray | memoryview) -> Iterator[tuple[int, int]]:
-        """``(offset, length)`` of each chunk of ``buf``. Thread-safe: each call gets its own cursor over the read-only configuration."""
+        """``(offset, length)`` of each chunk of ``buf``.
+
+        Thread-safe: each call gets its own cursor over the read-only configuration."""
         if len(buf) <= MIN_SIZE:
             if len(buf):
                 yield 0, len(buf)

@@ -39,7 +39,8 @@ class WrongPassword(RepositoryError):
     def __init__(self) -> None:
         super().__init__(
             "Wrong password: none of the repository's keys opens with it.",
-            hint="Check the password (it is case-sensitive). If it was lost, the backups cannot be decrypted.",
+            hint="Check the password (it is case-sensitive). "
+            "If it was lost, the backups cannot be decrypted.",
         )
 
 

@@ -18,9 +18,10 @@ Concepts
 
     ``linktarget_raw`` and ``generic_attributes`` do not exist in restic 0.14; they were added
     later (0.17/0.18). They are read, and ``generic_attributes`` round-trip, so trees written by
-    newer restic versions survive. ``linktarget_raw`` is written only on request
-    (``encode_tree(..., write_linktarget_raw=True)``): restic 0.14 stores a link target that is not
-    valid UTF-8 lossily (each bad byte becomes U+FFFD), and the default reproduces that.
+    newer restic versions survive. ``linktarget_raw`` is written (as newer restic does) only for a
+    link target that is not valid UTF-8: restic 0.14 stores such a target lossily (each bad byte
+    becomes U+FFFD) and Safekeep does not lose data to match it; restic 0.14 ignores the field.
+    ``write_linktarget_raw=False`` reproduces 0.14's lossy bytes exactly (used by tests).
 
 Name quirk
     restic passes the name through Go ``strconv.Quote`` (outer quotes stripped) *before* JSON
@@ -491,7 +492,7 @@ def _id_hex(value: bytes, what: str) -> bytes:
     return b'"' + value.hex().encode("ascii") + b'"'
 
 
-def encode_node(node: Node, *, write_linktarget_raw: bool = False) -> bytes:
+def encode_node(node: Node, *, write_linktarget_raw: bool = True) -> bytes:
     """One node's JSON exactly as restic's ``Node.MarshalJSON`` writes it."""
     if _QUOTE_FAST.fullmatch(node.name):
         name_json = b'"' + node.name + b'"'
@@ -552,7 +553,7 @@ def encode_node(node: Node, *, write_linktarget_raw: bool = False) -> bytes:
     return b"".join(parts)
 
 
-def encode_tree(nodes: list[Node], *, write_linktarget_raw: bool = False) -> bytes:
+def encode_tree(nodes: list[Node], *, write_linktarget_raw: bool = True) -> bytes:
     """The tree blob for ``nodes``, which must be strictly ascending by name bytes.
 
     Unsorted input or duplicate names raise ``ValueError`` (restic's ``Tree.Insert`` rejects

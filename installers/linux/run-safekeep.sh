@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs Safekeep from this checkout on a Debian/Ubuntu machine (into ./.venv) and starts it.
+# Arguments are passed to `safekeep` (with none, it opens the app; today: the command line's help).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends python3 python3-venv python3-pip
+fi
+if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e .
+exec .venv/bin/safekeep "$@"
