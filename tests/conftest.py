@@ -8,9 +8,18 @@ import os
 import shutil
 import stat
 import subprocess
+from pathlib import Path as _Path
 from typing import Any
 
 import pytest
+
+# Real servers the tests start on 127.0.0.1 live in tests/servers/<name>.py as fixture plugins;
+# each module is discovered, so adding a server touches no shared file.
+pytest_plugins = sorted(
+    f"tests.servers.{p.stem}"
+    for p in (_Path(__file__).parent / "servers").glob("*.py")
+    if not p.stem.startswith("_")
+)
 
 
 @pytest.fixture(scope="session")

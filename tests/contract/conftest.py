@@ -1,12 +1,16 @@
 """The providers the contract suite runs against.
 
-Each parameter of ``backend_factory`` is one provider. A new provider adds its name to
-``PROVIDERS`` and a branch in ``_make_target`` that returns a :class:`ProviderUnderTest`.
+Each parameter of ``backend_factory`` is one provider. ``memory`` and ``local`` are built in
+here; every other provider adds a module ``tests/contract/targets/<name>.py`` with a function
+``make_target(request, tmp_path, monkeypatch) -> ProviderUnderTest`` (it may start or reuse a
+real server through ``request.getfixturevalue``). Targets are discovered, so adding a provider
+touches no shared file.
 """
 
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,7 +23,8 @@ from safekeep.storage.errors import StorageError
 from safekeep.storage.providers.local import LocalBackend
 from safekeep.storage.providers.memory import MemoryBackend
 
-PROVIDERS = ["memory", "local"]
+TARGETS = Path(__file__).parent / "targets"
+PROVIDERS = ["memory", "local"] + sorted(p.stem for p in TARGETS.glob("*.py") if not p.stem.startswith("_"))
 
 
 @dataclass
@@ -59,11 +64,19 @@ def _make_target(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     raise AssertionError(f"unknown provider {name}")
 
 
+def _load_target(name: str) -> Callable[..., ProviderUnderTest]:
+    module = importlib.import_module(f"tests.contract.targets.{name}")
+    make: Callable[..., ProviderUnderTest] = module.make_target
+    return make
+
+
 @pytest.fixture(params=PROVIDERS)
 def backend_factory(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> ProviderUnderTest:
-    return _make_target(request.param, tmp_path, monkeypatch)
+    if request.param in ("memory", "local"):
+        return _make_target(request.param, tmp_path, monkeypatch)
+    return _load_target(request.param)(request, tmp_path, monkeypatch)
 
 
 @pytest.fixture

@@ -230,9 +230,7 @@ def test_restic_and_safekeep_take_turns(tmp_path: Path, restic: Any, sk_repo: An
     trees.assert_same(state_4, trees.state(trees.snapshot_root(out4, src)))
 
 
-def test_unchanged_folder_gets_the_same_tree_id_from_both(
-    tmp_path: Path, restic: Any, sk_repo: Any
-) -> None:
+def test_unchanged_folder_gets_the_same_tree_id_from_both(tmp_path: Path, restic: Any, sk_repo: Any) -> None:
     """Tree encoding is byte-identical to restic's, so an unchanged folder dedups across programs.
 
     atime: restic 0.14 stores ``atime = mtime`` unless ``--with-atime`` is given (and Safekeep does
@@ -255,7 +253,8 @@ def test_unchanged_folder_gets_the_same_tree_id_from_both(
     repo = sk_repo(repo_dir, create=False)
     snap_sk, _ = _sk_backup(repo, [base])
     restic(repo_dir, "backup", str(base))
-    first, second = _restic_snapshot_ids(restic, repo_dir)
+    first, middle, second = _restic_snapshot_ids(restic, repo_dir)
+    assert middle == snap_sk.id
     repo.close()
     repo = sk_repo(repo_dir, create=False)
 

@@ -115,7 +115,7 @@ def cleanup() -> Iterator[list[str]]:
 def test_register_a_new_provider(cleanup: list[str]) -> None:
     made: list[Location] = []
 
-    def factory(loc: Location) -> MemoryBackend:
+    def factory(loc: Location, _settings: registry.ProviderSettings) -> MemoryBackend:
         made.append(loc)
         return MemoryBackend(location=loc.raw)
 
@@ -136,7 +136,7 @@ def test_registering_a_known_scheme_makes_it_available(cleanup: list[str]) -> No
         host, _, bucket = rest.partition("/")
         return Location(scheme="s3", path="", raw=raw, host=host, bucket=bucket)
 
-    register_provider("s3", lambda loc: MemoryBackend(location=loc.raw), parser=parser)
+    register_provider("s3", lambda loc, _settings: MemoryBackend(location=loc.raw), parser=parser)
     cleanup.append("s3")
     loc = parse_location("s3:minio.local/bucket")
     assert (loc.scheme, loc.host, loc.bucket) == ("s3", "minio.local", "bucket")
@@ -157,7 +157,7 @@ def test_missing_optional_sdk_is_reported(monkeypatch: pytest.MonkeyPatch) -> No
 def test_register_rejects_bad_schemes() -> None:
     for bad in ["", "C", "S3", "with space", "1abc"]:
         with pytest.raises(ValueError):
-            register_provider(bad, lambda loc: MemoryBackend())
+            register_provider(bad, lambda loc, _settings: MemoryBackend())
 
 
 # -- compose ----------------------------------------------------------------------------------
@@ -195,7 +195,7 @@ def test_open_backend_read_only_is_outermost(tmp_path: Path) -> None:
 
 def test_open_backend_uses_the_injected_clock(cleanup: list[str]) -> None:
     inner = MemoryBackend()
-    register_provider("memtest", lambda loc: inner)
+    register_provider("memtest", lambda loc, _settings: inner)
     cleanup.append("memtest")
     clock = FakeClock()
     backend = open_backend("memtest:x", options=StorageOptions(retry_attempts=3, retry_seed=1), clock=clock)

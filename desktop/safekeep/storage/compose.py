@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from safekeep.common.clock import SYSTEM_CLOCK, Clock
 from safekeep.storage.base import Backend
-from safekeep.storage.registry import create_backend, parse_location
+from safekeep.storage.registry import DEFAULT_SETTINGS, ProviderSettings, create_backend, parse_location
 from safekeep.storage.wrappers.readonly import ReadOnlyBackend
 from safekeep.storage.wrappers.retry import (
     DEFAULT_BASE_DELAY,
@@ -40,6 +40,8 @@ class StorageOptions:
     retry_max_delay: float = DEFAULT_MAX_DELAY
     retry_seed: int | None = None
     """Seed for the backoff jitter (tests); None draws from the system."""
+    provider: ProviderSettings = DEFAULT_SETTINGS
+    """Credentials source and provider options handed to the provider's factory."""
 
     def __post_init__(self) -> None:
         if self.retry_attempts < 1:
@@ -59,7 +61,7 @@ def open_backend(
     Raises :class:`~safekeep.storage.errors.InvalidLocation` when the string cannot be understood
     or its provider is not available. Nothing is contacted yet: the first call does that.
     """
-    backend: Backend = create_backend(parse_location(location))
+    backend: Backend = create_backend(parse_location(location), options.provider)
     return wrap(backend, options=options, clock=clock)
 
 

@@ -21,8 +21,9 @@ import importlib
 import logging
 import re
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from safekeep.storage.base import Backend
 from safekeep.storage.errors import InvalidLocation
@@ -51,7 +52,31 @@ class Location:
         return self.raw
 
 
-ProviderFactory = Callable[[Location], Backend]
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    """What a provider needs besides the location: where credentials come from, and options.
+
+    ``env`` holds credentials under restic's environment variable names (``AWS_ACCESS_KEY_ID``,
+    ``AZURE_ACCOUNT_NAME``, ...); ``None`` means the process environment. ``options`` are
+    provider options in restic's ``-o name=value`` style, e.g. ``s3.storage-class=GLACIER``.
+    ``secret`` resolves a stored secret reference (the app's keyring); ``None`` = none stored.
+    """
+
+    env: Mapping[str, str] | None = None
+    options: Mapping[str, str] = field(default_factory=dict)
+    secret: Callable[[str], str | None] | None = None
+
+    def getenv(self, name: str, default: str = "") -> str:
+        source = os.environ if self.env is None else self.env
+        return source.get(name, default)
+
+    def option(self, name: str, default: str = "") -> str:
+        return self.options.get(name, default)
+
+
+DEFAULT_SETTINGS = ProviderSettings()
+
+ProviderFactory = Callable[[Location, ProviderSettings], Backend]
 LocationParser = Callable[[str, str], Location]
 """``parser(raw, rest)``: ``rest`` is ``raw`` without the ``scheme:`` prefix."""
 
@@ -148,12 +173,12 @@ def parse_location(s: str) -> Location:
     return Location(scheme=scheme, path=rest, raw=raw)
 
 
-def create_backend(location: Location) -> Backend:
+def create_backend(location: Location, settings: ProviderSettings = DEFAULT_SETTINGS) -> Backend:
     """The bare provider (no wrappers) for ``location``; use ``compose.open_backend`` instead."""
     provider = _lookup(location.scheme)
     if provider is None:
         raise _unavailable(location.scheme)
-    return provider.factory(location)
+    return provider.factory(location, settings)
 
 
 def _lookup(scheme: str) -> _Provider | None:
@@ -194,7 +219,7 @@ def _parse_local(raw: str, rest: str) -> Location:
     return Location(scheme="local", path=rest, raw=raw)
 
 
-def _open_local(location: Location) -> Backend:
+def _open_local(location: Location, settings: ProviderSettings) -> Backend:
     return LocalBackend(location.path)
 
 

@@ -1,0 +1,218 @@
+"""What every command needs: where the repository is, its password, opening it, locking it.
+
+Sources, first found wins (restic's conventions, with restic's variable names as fallbacks):
+
+- location: ``-r/--repo``, ``$SAFEKEEP_REPOSITORY``, ``$RESTIC_REPOSITORY``;
+- password: ``--password-file``, ``$SAFEKEEP_PASSWORD_FILE``, ``$RESTIC_PASSWORD_FILE``,
+  ``$SAFEKEEP_PASSWORD``, ``$RESTIC_PASSWORD``, else a prompt when stdin is a terminal. A password
+  file is read like restic reads it: surrounding whitespace (the trailing newline) is stripped.
+
+Browsing, restore and check open the storage read-only (``StorageOptions(read_only=True)``), so
+they can never change a repository; their lock, when they take one, is written through a second,
+writable handle. ``--no-lock`` skips locking altogether.
+
+``$SAFEKEEP_TEST_KDF="N,r,p"`` is **for tests only**: ``init``, ``key add`` and ``key passwd`` then
+derive new keys with these cheap scrypt parameters instead of calibrating ~0.5 s of work. Never
+set it for real repositories: it makes the password much easier to guess.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import logging
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from safekeep.common.cancel import CancelToken
+from safekeep.common.errors import SafekeepError, UsageError
+from safekeep.common.secret import Secret
+from safekeep.core.format.keys import KDFParams
+from safekeep.core.locks import Lock
+from safekeep.core.repository import Repository, RepositoryOptions
+from safekeep.storage.base import Backend
+from safekeep.storage.compose import StorageOptions, open_backend
+from safekeep.cli.output import Output
+
+log = logging.getLogger(__name__)
+
+ENV_REPOSITORY = ("SAFEKEEP_REPOSITORY", "RESTIC_REPOSITORY")
+ENV_PASSWORD_FILE = ("SAFEKEEP_PASSWORD_FILE", "RESTIC_PASSWORD_FILE")
+ENV_PASSWORD = ("SAFEKEEP_PASSWORD", "RESTIC_PASSWORD")
+ENV_TEST_KDF = "SAFEKEEP_TEST_KDF"
+
+PASSWORD_HINT = (
+    "Give it with --password-file FILE, the environment variable SAFEKEEP_PASSWORD_FILE or "
+    "SAFEKEEP_PASSWORD, or run the command in a terminal to be asked for it."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalOptions:
+    """The options that come before the command (``safekeep -r REPO --json backup ...``)."""
+
+    repo: str | None = None
+    password_file: str | None = None
+    json: bool = False
+    quiet: bool = False
+    verbose: int = 0
+    no_lock: bool = False
+
+
+class CliContext:
+    """Global options plus the environment, shared by every command of one invocation."""
+
+    def __init__(
+        self,
+        options: GlobalOptions,
+        out: Output,
+        cancel: CancelToken,
+        *,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.options = options
+        self.out = out
+        self.cancel = cancel
+        self.env: Mapping[str, str] = os.environ if env is None else env
+
+    # -------------------------------------------------------------- location
+
+    def _env(self, names: tuple[str, ...]) -> str | None:
+        for name in names:
+            value = self.env.get(name)
+            if value:
+                return value
+        return None
+
+    def location(self) -> str:
+        loc = self.options.repo or self._env(ENV_REPOSITORY)
+        if not loc:
+            raise UsageError(
+                "No repository was given.",
+                hint="Use -r/--repo LOCATION or set the environment variable SAFEKEEP_REPOSITORY.",
+            )
+        return loc
+
+    # -------------------------------------------------------------- passwords
+
+    def password(self, *, new_repository: bool = False) -> Secret:
+        """The repository password from an option, a file, the environment or a prompt."""
+        path = self.options.password_file or self._env(ENV_PASSWORD_FILE)
+        if path:
+            return read_password_file(path)
+        value = self._env(ENV_PASSWORD)
+        if value is not None:
+            return Secret(value)
+        if not _stdin_is_tty():
+            raise SafekeepError("No repository password was given.", hint=PASSWORD_HINT)
+        if new_repository:
+            return self._prompt_twice("enter password for new repository: ")
+        return Secret(getpass.getpass("enter password for repository: ", stream=sys.stderr))
+
+    def new_password(self, password_file: str | None) -> Secret:
+        """A new password for ``key add``/``key passwd``: from a file, or asked twice."""
+        if password_file:
+            return read_password_file(password_file)
+        if not _stdin_is_tty():
+            raise SafekeepError(
+                "No new password was given.",
+                hint="Give it with --new-password-file FILE, or run the command in a terminal to be asked.",
+            )
+        return self._prompt_twice("enter new password: ")
+
+    def _prompt_twice(self, prompt: str) -> Secret:
+        first = getpass.getpass(prompt, stream=sys.stderr)
+        second = getpass.getpass("enter password again: ", stream=sys.stderr)
+        if first != second:
+            raise SafekeepError("The passwords do not match.", hint="Type the same password twice.")
+        if not first:
+            raise SafekeepError("An empty password is not allowed.", hint="Choose a password.")
+        return Secret(first)
+
+    def test_kdf(self) -> KDFParams | None:
+        """Cheap scrypt parameters from ``$SAFEKEEP_TEST_KDF`` (tests only), else None."""
+        raw = self.env.get(ENV_TEST_KDF)
+        if not raw:
+            return None
+        try:
+            n, r, p = (int(x) for x in raw.split(","))
+            params = KDFParams(n, r, p)
+        except ValueError as exc:
+            raise UsageError(f"{ENV_TEST_KDF} must be 'N,r,p' (for tests only): {exc}") from exc
+        log.warning("using test scrypt parameters from %s: N=%d r=%d p=%d", ENV_TEST_KDF, n, r, p)
+        return params
+
+    # -------------------------------------------------------------- opening
+
+    def open_backend(self, *, read_only: bool) -> Backend:
+        return open_backend(self.location(), options=StorageOptions(read_only=read_only))
+
+    def repository_options(self) -> RepositoryOptions:
+        return RepositoryOptions(kdf=self.test_kdf())
+
+    @contextlib.contextmanager
+    def repository(self, *, read_only: bool, new_keys: bool = False) -> Iterator[Repository]:
+        """Open the repository with the password; closed again when the block ends."""
+        backend = self.open_backend(read_only=read_only)
+        try:
+            password = self.password()
+            options = self.repository_options() if new_keys else RepositoryOptions()
+            repo = Repository.open(backend, password.reveal(), options=options, cancel=self.cancel)
+            log.info("repository %s opened (version %d)", repo.config.id[:8], repo.version)
+            try:
+                yield repo
+            finally:
+                repo.close()
+        finally:
+            backend.close()
+
+    @contextlib.contextmanager
+    def locked(self, repo: Repository, *, exclusive: bool, read_only: bool) -> Iterator[None]:
+        """Hold a repository lock (restic's protocol) for the block, unless ``--no-lock``.
+
+        ``read_only``: ``repo``'s storage refuses writes, so the lock goes through a second,
+        writable handle on the same location.
+        """
+        if self.options.no_lock:
+            yield
+            return
+        lock_repo = repo
+        backend: Backend | None = None
+        if read_only:
+            backend = self.open_backend(read_only=False)
+            lock_repo = Repository(backend, repo.key, repo.config, key_id=repo.key_id)
+        try:
+            lock = Lock(lock_repo, exclusive=exclusive)
+            lock.acquire(cancel=self.cancel)
+            try:
+                yield
+            finally:
+                lock.release()
+        finally:
+            if backend is not None:
+                lock_repo.close()
+                backend.close()
+
+
+def read_password_file(path: str) -> Secret:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return Secret(f.read().strip())
+    except OSError as exc:
+        raise SafekeepError(
+            f"Cannot read the password file {path}: {exc.strerror or exc}.",
+            hint="Check the file name and that you may read it.",
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise SafekeepError(
+            f"The password file {path} is not UTF-8 text.", hint="Save it as UTF-8 text."
+        ) from exc
+
+
+def _stdin_is_tty() -> bool:
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (ValueError, OSError):
+        return False
