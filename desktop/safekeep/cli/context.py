@@ -26,6 +26,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from safekeep.cli.output import Output
 from safekeep.common.cancel import CancelToken
 from safekeep.common.errors import SafekeepError, UsageError
 from safekeep.common.secret import Secret
@@ -34,7 +35,6 @@ from safekeep.core.locks import Lock
 from safekeep.core.repository import Repository, RepositoryOptions
 from safekeep.storage.base import Backend
 from safekeep.storage.compose import StorageOptions, open_backend
-from safekeep.cli.output import Output
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ ENV_PASSWORD_FILE = ("SAFEKEEP_PASSWORD_FILE", "RESTIC_PASSWORD_FILE")
 ENV_PASSWORD = ("SAFEKEEP_PASSWORD", "RESTIC_PASSWORD")
 ENV_TEST_KDF = "SAFEKEEP_TEST_KDF"
 
-PASSWORD_HINT = (
+CREDENTIAL_SOURCES_HINT = (
     "Give it with --password-file FILE, the environment variable SAFEKEEP_PASSWORD_FILE or "
     "SAFEKEEP_PASSWORD, or run the command in a terminal to be asked for it."
 )
@@ -106,7 +106,7 @@ class CliContext:
         if value is not None:
             return Secret(value)
         if not _stdin_is_tty():
-            raise SafekeepError("No repository password was given.", hint=PASSWORD_HINT)
+            raise SafekeepError("No repository password was given.", hint=CREDENTIAL_SOURCES_HINT)
         if new_repository:
             return self._prompt_twice("enter password for new repository: ")
         return Secret(getpass.getpass("enter password for repository: ", stream=sys.stderr))

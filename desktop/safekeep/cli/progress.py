@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from safekeep.cli.output import Output, format_bytes, format_duration
 from safekeep.common.clock import SYSTEM_CLOCK, Clock
 from safekeep.common.progress import NULL_PROGRESS, ItemError, Progress, ProgressSink, Throttle
-from safekeep.cli.output import Output, format_bytes, format_duration
 
 TEXT_INTERVAL = 0.5
 JSON_INTERVAL = 1.0

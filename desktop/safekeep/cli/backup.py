@@ -1,0 +1,139 @@
+"""``safekeep backup PATH...``: back up files and folders into a new snapshot.
+
+Takes a non-exclusive lock (several backups may run at once; prune may not). The parent snapshot
+— whose unchanged files are not read again — is the latest one with the same host and paths,
+``--parent ID`` chooses another, ``--force`` uses none (every file is read).
+
+Files that cannot be read are reported one by one and skipped; the snapshot is still written and
+the exit status is 3. With ``--json`` the output is restic's: ``status`` lines while running,
+one ``error`` line per skipped item, then a ``summary`` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from safekeep.cli.context import CliContext
+from safekeep.cli.output import format_bytes, format_duration
+from safekeep.cli.progress import item_error_printer, make_progress
+from safekeep.common.errors import SafekeepError, UsageError
+from safekeep.core.archiver import Archiver, BackupOptions, BackupSummary
+
+EXIT_PARTIAL = 3
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    p = sub.add_parser(
+        "backup", help="back up files and folders", description="Create a new snapshot of PATH..."
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files and folders to back up")
+    p.add_argument(
+        "-e", "--exclude", action="append", default=[], metavar="PATTERN", help="exclude PATTERN (repeatable)"
+    )
+    p.add_argument(
+        "--exclude-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read exclude patterns from FILE, one per line ('#' starts a comment)",
+    )
+    p.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="add a tag to the snapshot (repeatable; 'a,b' adds two)",
+    )
+    p.add_argument("-H", "--host", default="", help="record HOST instead of this computer's name")
+    p.add_argument("--parent", metavar="SNAPSHOT", help="use this snapshot as the parent")
+    p.add_argument("-f", "--force", action="store_true", help="read every file again (no parent snapshot)")
+    p.set_defaults(run=run)
+
+
+def read_exclude_file(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise SafekeepError(
+            f"Cannot read the exclude file {path}: {exc.strerror or exc}.", hint="Check the file name."
+        ) from exc
+    return [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+
+
+def split_tags(values: list[str]) -> tuple[str, ...]:
+    out: list[str] = []
+    for v in values:
+        out += [t.strip() for t in v.split(",") if t.strip()]
+    return tuple(out)
+
+
+def run(ctx: CliContext, args: argparse.Namespace) -> int:
+    if args.force and args.parent:
+        raise UsageError("--force and --parent cannot be used together.")
+    excludes = list(args.exclude)
+    for f in args.exclude_file:
+        excludes += read_exclude_file(f)
+    options = BackupOptions(
+        excludes=tuple(excludes),
+        tags=split_tags(args.tag),
+        hostname=args.host,
+        parent=args.parent,
+        use_parent=not args.force,
+    )
+    out = ctx.out
+    with ctx.repository(read_only=False) as repo, ctx.locked(repo, exclusive=False, read_only=False):
+        repo.load_index(cancel=ctx.cancel)
+        archiver = Archiver(repo, options, progress=make_progress(out, "backup"), cancel=ctx.cancel)
+        archiver.recorder.on_record = item_error_printer(out, "archival")
+        _, summary = archiver.backup(list(args.paths))
+    elapsed = (
+        (summary.backup_end - summary.backup_start).total_seconds()
+        if summary.backup_start and summary.backup_end
+        else 0.0
+    )
+    if out.json_mode:
+        out.json(summary_json(summary, elapsed))
+    else:
+        print_summary(ctx, summary, elapsed)
+    if summary.errors:
+        if not out.json_mode:
+            out.warn("Warning: at least one source file could not be read")
+        return EXIT_PARTIAL
+    return 0
+
+
+def summary_json(s: BackupSummary, elapsed: float) -> dict[str, Any]:
+    """restic's ``backup --json`` summary message, plus ``error_count`` and ``parent``."""
+    msg: dict[str, Any] = {"message_type": "summary"}
+    msg.update(s.snapshot_summary())
+    msg["total_duration"] = round(elapsed, 3)
+    msg["snapshot_id"] = s.snapshot_id
+    msg["parent"] = s.parent
+    msg["error_count"] = len(s.errors)
+    return msg
+
+
+def print_summary(ctx: CliContext, s: BackupSummary, elapsed: float) -> None:
+    info = ctx.out.info
+    if s.parent:
+        info(f"using parent snapshot {s.parent[:8]}")
+    else:
+        info("no parent snapshot found, all files were read")
+    info()
+    info(
+        f"Files:       {s.files_new:5d} new, {s.files_changed:5d} changed, {s.files_unmodified:5d} unmodified"
+    )
+    info(f"Dirs:        {s.dirs_new:5d} new, {s.dirs_changed:5d} changed, {s.dirs_unmodified:5d} unmodified")
+    info(
+        f"Added to the repository: {format_bytes(s.data_added)} ({format_bytes(s.data_added_packed)} stored)"
+    )
+    info()
+    info(
+        f"processed {s.total_files_processed} files, {format_bytes(s.total_bytes_processed)} "
+        f"in {format_duration(elapsed)}"
+    )
+    if s.errors:
+        info(f"{len(s.errors)} item(s) could not be read and were skipped")
+    info(f"snapshot {s.snapshot_id[:8]} saved")
