@@ -16,11 +16,42 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-WORDS = (
-    "invoice budget member donation report minutes agenda payroll receipt grant volunteer "
-    "schedule patient course lesson stock order supplier customer meeting account ledger "
-    "quarter annual summary draft final review approved pending total amount date name"
-).split()
+WORDS = [
+    "invoice",
+    "budget",
+    "member",
+    "donation",
+    "report",
+    "minutes",
+    "agenda",
+    "payroll",
+    "receipt",
+    "grant",
+    "volunteer",
+    "schedule",
+    "patient",
+    "course",
+    "lesson",
+    "stock",
+    "order",
+    "supplier",
+    "customer",
+    "meeting",
+    "account",
+    "ledger",
+    "quarter",
+    "annual",
+    "summary",
+    "draft",
+    "final",
+    "review",
+    "approved",
+    "pending",
+    "total",
+    "amount",
+    "date",
+    "name",
+]
 
 MiB = 1024 * 1024
 
@@ -102,8 +133,11 @@ def generate(root: Path, spec: DatasetSpec = DatasetSpec()) -> tuple[int, int]:
     small_budget = budget - written
     count = spec.small_count()
     mean = small_budget / count
-    dirs = [f"office/{a}/{b}" for a in ("finance", "members", "events", "admin", "courses", "shop")
-            for b in ("2023", "2024", "2025", "2026", "archive", "drafts", "shared")]
+    dirs = [
+        f"office/{a}/{b}"
+        for a in ("finance", "members", "events", "admin", "courses", "shop")
+        for b in ("2023", "2024", "2025", "2026", "archive", "drafts", "shared")
+    ]
     dirs += [f"{d}/{c}" for d in dirs[:20] for c in ("q1", "q2", "q3", "q4")]
     made: list[Path] = []
     for i in range(count):

@@ -16,8 +16,8 @@ if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
 
-echo "== ruff";          .venv/bin/ruff check desktop tests
-echo "== ruff format";   .venv/bin/ruff format --check desktop tests
+echo "== ruff";          .venv/bin/ruff check desktop tests bench
+echo "== ruff format";   .venv/bin/ruff format --check desktop tests bench
 echo "== mypy --strict"; .venv/bin/mypy
 echo "== import-linter"; .venv/bin/lint-imports
 echo "== pytest"

@@ -55,7 +55,9 @@ from safekeep.core.repository import Repository, sha256
 
 log = logging.getLogger(__name__)
 
-READ_WINDOW = 16 * 1024 * 1024
+READ_WINDOW = 8 * 1024 * 1024
+BATCH_FILES = 64  # small files per worker job
+BATCH_BYTES = 4 * 1024 * 1024  # files at least this large get a job of their own
 _O_NOATIME = getattr(os, "O_NOATIME", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
@@ -167,7 +169,7 @@ class Archiver:
         self.options = options or BackupOptions()
         self.progress = progress
         self.recorder = ErrorRecorder()
-        self.on_error: ErrorPolicy = on_error or self.recorder
+        self._policy = on_error
         self.cancel = cancel
         self.clock = clock
         self.excluder = Excluder(list(self.options.excludes))
@@ -185,6 +187,7 @@ class Archiver:
     def backup(self, paths: list[str]) -> tuple[Snapshot, BackupSummary]:
         """Back up ``paths`` and write a snapshot. Raises ``Cancelled`` (no snapshot written)."""
         self.repo.set_cancel(self.cancel)
+        self.repo.ensure_index(cancel=self.cancel)
         self._start = self.clock.monotonic()
         summary = self._c.summary
         summary.backup_start = local_now(self.clock.now())
@@ -233,7 +236,9 @@ class Archiver:
     def _error(self, path: str | bytes, exc: Exception) -> None:
         p = os.fsdecode(path)
         log.info("skipped %s: %s", p, exc)
-        self.on_error(p, exc)
+        self.recorder(p, exc)  # always counted in the summary
+        if self._policy is not None:
+            self._policy(p, exc)  # the caller's policy may also abort
         self._report()
 
     def _report(self, final: bool = False) -> None:
@@ -295,6 +300,16 @@ class Archiver:
             pnode = parent_nodes.get(name)
             if sub is None:  # a source itself
                 node = self._entry(child, name, pnode, top=True)
+                if node is not None and node.type == "file":  # a file given as a source
+                    if self._unchanged(node, pnode):
+                        assert pnode is not None
+                        node.content = pnode.content
+                        self._count_unmodified(node)
+                    else:
+                        content = self._submit_files([(child, node, pnode is None)]).result()[0]
+                        node.content = content
+                        if content is None:
+                            node = None
                 if node is not None:
                     nodes.append(node)
                 continue
@@ -344,7 +359,17 @@ class Archiver:
             self._error(path, exc)
             return None
         nodes: list[Node | None] = []
-        pending: list[tuple[int, concurrent.futures.Future[list[bytes] | None]]] = []
+        pending: list[tuple[list[int], concurrent.futures.Future[list[list[bytes] | None]]]] = []
+        batch: list[tuple[bytes, Node, bool]] = []
+        batch_at: list[int] = []
+        batch_bytes = 0
+
+        def flush_batch() -> None:
+            nonlocal batch, batch_at, batch_bytes
+            if batch:
+                pending.append((batch_at, self._submit_files(batch)))
+                batch, batch_at, batch_bytes = [], [], 0
+
         for name in names:
             child = os.path.join(path, name)
             pnode = parent_nodes.get(name)
@@ -355,25 +380,35 @@ class Archiver:
                 if self._unchanged(node, pnode):
                     assert pnode is not None
                     node.content = pnode.content
-                    self._c.add(files_unmodified=1, total_files_processed=1, total_bytes_processed=node.size)
-                    with self._c.lock:
-                        self._c.files_done += 1
-                        self._c.bytes_done += node.size
-                    self._report()
+                    self._count_unmodified(node)
+                elif node.size >= BATCH_BYTES:
+                    pending.append(([len(nodes)], self._submit_files([(child, node, pnode is None)])))
                 else:
-                    pending.append((len(nodes), self._submit_file(child, node, is_new=pnode is None)))
+                    batch.append((child, node, pnode is None))
+                    batch_at.append(len(nodes))
+                    batch_bytes += node.size
+                    if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
+                        flush_batch()
             nodes.append(node)
-        for i, fut in pending:
-            content = fut.result()
-            if content is None:
-                nodes[i] = None
-            else:
-                node = nodes[i]
-                assert node is not None
-                node.content = content
+        flush_batch()
+        for positions, fut in pending:
+            for i, content in zip(positions, fut.result(), strict=True):
+                if content is None:
+                    nodes[i] = None
+                else:
+                    node = nodes[i]
+                    assert node is not None
+                    node.content = content
         self.cancel.raise_if_cancelled()
         tree_id, _ = self._save_tree([n for n in nodes if n is not None])
         return tree_id
+
+    def _count_unmodified(self, node: Node) -> None:
+        self._c.add(files_unmodified=1, total_files_processed=1, total_bytes_processed=node.size)
+        with self._c.lock:
+            self._c.files_done += 1
+            self._c.bytes_done += node.size
+        self._report()
 
     def _unchanged(self, node: Node, pnode: Node | None) -> bool:
         if pnode is None or pnode.type != "file" or pnode.content is None:
@@ -384,15 +419,16 @@ class Archiver:
             return False
         return all(self.repo.has_blob(BlobType.DATA, b) for b in pnode.content)
 
-    def _submit_file(
-        self, path: bytes, node: Node, *, is_new: bool
-    ) -> concurrent.futures.Future[list[bytes] | None]:
+    def _submit_files(
+        self, items: list[tuple[bytes, Node, bool]]
+    ) -> concurrent.futures.Future[list[list[bytes] | None]]:
+        """Queue files for reading; small files travel in batches to keep per-file overhead low."""
         while not self._slots.acquire(timeout=0.25):
             self.cancel.raise_if_cancelled()
 
-        def run() -> list[bytes] | None:
+        def run() -> list[list[bytes] | None]:
             try:
-                return self._file(path, node, is_new)
+                return [self._file(path, node, is_new) for path, node, is_new in items]
             finally:
                 self._slots.release()
 
@@ -439,9 +475,12 @@ class Archiver:
             content: list[bytes] = []
             carry = b""
             total = 0
+            # a small file is read in one call of exactly its size (+1 to notice growth)
+            want = before.st_size + 1 if before.st_size < READ_WINDOW else READ_WINDOW
             while True:
                 self.cancel.raise_if_cancelled()
-                window = os.read(fd, READ_WINDOW)
+                window = os.read(fd, want)
+                want = READ_WINDOW
                 eof = not window
                 buf = carry + window if carry else window
                 if not buf:

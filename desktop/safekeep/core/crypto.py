@@ -57,11 +57,14 @@ class MasterKey:
 
     def seal(self, plaintext: bytes | bytearray | memoryview) -> bytes:
         """Encrypt and authenticate ``plaintext``; returns ``IV || CT || MAC``."""
+        return b"".join(self.seal_parts(plaintext))
+
+    def seal_parts(self, plaintext: bytes | bytearray | memoryview) -> tuple[bytes, bytes, bytes]:
+        """:meth:`seal` as its three parts ``(IV, CT, MAC)``, saving a copy of large payloads."""
         iv = _new_iv()
-        enc = Cipher(algorithms.AES(self.encrypt), modes.CTR(iv)).encryptor()
-        ct = enc.update(plaintext) + enc.finalize()
+        ct = Cipher(algorithms.AES(self.encrypt), modes.CTR(iv)).encryptor().update(plaintext)
         mac = Poly1305.generate_tag(self._poly_key(iv), ct)
-        return iv + ct + mac
+        return iv, ct, mac
 
     def open(self, sealed: bytes | bytearray | memoryview) -> bytes:
         """Verify and decrypt ``IV || CT || MAC``; raises :class:`AuthenticationFailed`."""

@@ -101,6 +101,7 @@ class Repository:
         self.options = options or RepositoryOptions()
         self.clock = clock
         self.index = MasterIndex()
+        self.index_loaded = False
         self._lock = threading.Lock()
         self._pending: tuple[set[bytes], set[bytes]] = (set(), set())
         self._open: dict[BlobType, _OpenPack] = {}
@@ -222,6 +223,14 @@ class Repository:
                 log.warning("unreadable key file %s", info.name)
         return out
 
+    def change_password(self, new_password: str, *, cancel: CancelToken = NEVER) -> str:
+        """Add a key for ``new_password``, switch to it and remove the key in use; returns its ID."""
+        old = self.key_id
+        self.key_id = self.add_key(new_password, cancel=cancel)
+        if old:
+            self.backend.remove(Handle(FileType.KEY, old), cancel=cancel)
+        return self.key_id
+
     def remove_key(self, key_id: str, *, cancel: CancelToken = NEVER) -> None:
         if key_id == self.key_id:
             raise RepositoryError(
@@ -279,6 +288,12 @@ class Repository:
             for packs in ex.map(one, names):
                 for pack_id, blobs in packs:
                     self.index.add_pack(pack_id, blobs)
+        self.index_loaded = True
+
+    def ensure_index(self, *, cancel: CancelToken = NEVER) -> None:
+        """Load the index unless it was already loaded."""
+        if not self.index_loaded:
+            self.load_index(cancel=cancel)
 
     def has_blob(self, type: BlobType, blob_id: bytes) -> bool:
         return self.index.has(type, blob_id) or blob_id in self._pending[type]
@@ -304,7 +319,8 @@ class Repository:
                 compressed = unpacked.compressor().compress(data)
                 if type is BlobType.TREE or len(compressed) < len(data):
                     payload, ulen = compressed, len(data)
-            sealed = self.key.seal(payload)
+            iv, ct, mac = self.key.seal_parts(payload)
+            sealed_len = len(iv) + len(ct) + len(mac)
         except BaseException:
             with self._lock:
                 self._pending[type].discard(bid)
@@ -312,13 +328,15 @@ class Repository:
         full: _OpenPack | None = None
         with self._lock:
             pack = self._open.setdefault(type, _OpenPack())
-            pack.blobs.append(PackedBlob(type, bid, len(pack.body), len(sealed), ulen))
-            pack.body += sealed
+            pack.blobs.append(PackedBlob(type, bid, len(pack.body), sealed_len, ulen))
+            pack.body += iv
+            pack.body += ct
+            pack.body += mac
             if len(pack.body) >= self.options.pack_size:
                 full = self._open.pop(type)
         if full is not None:
             self._submit(full)
-        return BlobSaveResult(bid, True, len(sealed))
+        return BlobSaveResult(bid, True, sealed_len)
 
     def _submit(self, pack: _OpenPack) -> None:
         while not self._in_flight.acquire(timeout=0.2):

@@ -105,7 +105,7 @@ class Restorer:
         self.options = options or RestoreOptions()
         self.progress = progress
         self.recorder = ErrorRecorder()
-        self.on_error: ErrorPolicy = on_error or self.recorder
+        self._policy = on_error
         self.cancel = cancel
         self.clock = clock
         self.summary = RestoreSummary()
@@ -156,7 +156,9 @@ class Restorer:
     def _error(self, path: bytes | str, exc: Exception) -> None:
         p = os.fsdecode(path)
         log.info("restore: %s: %s", p, exc)
-        self.on_error(p, exc)
+        self.recorder(p, exc)  # always counted in the summary
+        if self._policy is not None:
+            self._policy(p, exc)
 
     def _plan_tree(self, tree_id: bytes, dir_path: bytes, snap_path: str) -> None:
         self.cancel.raise_if_cancelled()

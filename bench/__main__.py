@@ -1,0 +1,199 @@
+"""Run the benchmark: ``python -m bench [--size-mib 1024] [--rounds 3] [--work DIR]``.
+
+Safekeep and restic run on the same dataset in the same run, alternating which goes first, for
+several rounds. Each round, for each program: initial backup into a new repository, a backup
+with no changes, a backup after the 1 % mutation, a full restore, and ``check --read-data``.
+Each step runs as a separate process; wall time, CPU time (user+system) and peak RSS come from
+``wait4``. The table shows medians and the Safekeep/restic ratio of each.
+
+``--many-small N`` instead measures the initial backup of N tiny files (peak memory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.dataset import DatasetSpec, generate, generate_many_small, mutate, tree_bytes
+
+PASSWORD = "bench-password"
+STEPS = ("initial backup", "no-change backup", "backup after 1% change", "full restore", "check --read-data")
+
+
+@dataclass
+class Sample:
+    wall: float
+    cpu: float
+    rss_mib: float
+
+
+@dataclass
+class Results:
+    samples: dict[tuple[str, str], list[Sample]] = field(default_factory=dict)
+    repo_size: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, tool: str, step: str, s: Sample) -> None:
+        self.samples.setdefault((tool, step), []).append(s)
+
+
+def run(cmd: list[str], env: dict[str, str]) -> Sample:
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode not in (0,):
+        sys.stderr.write(err.decode(errors="replace"))
+        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}")
+    return Sample(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+
+
+class Tool:
+    def __init__(self, name: str, argv: list[str], work: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.work = work
+        self.env = dict(os.environ)
+        self.env.update(
+            RESTIC_PASSWORD=PASSWORD,
+            SAFEKEEP_PASSWORD=PASSWORD,
+            RESTIC_CACHE_DIR=str(work / f"{name}-cache"),
+            XDG_CACHE_HOME=str(work / f"{name}-cache"),
+        )
+
+    @property
+    def repo(self) -> Path:
+        return self.work / f"{self.name}-repo"
+
+    def cmd(self, *args: str) -> list[str]:
+        return [*self.argv, "-r", str(self.repo), *args]
+
+    def init(self) -> None:
+        for p in (self.repo, self.work / f"{self.name}-cache"):
+            shutil.rmtree(p, ignore_errors=True)
+        run(self.cmd("init"), self.env)
+
+    def backup(self, src: Path) -> Sample:
+        return run(self.cmd("backup", "--host", "bench", str(src)), self.env)
+
+    def restore(self, target: Path) -> Sample:
+        shutil.rmtree(target, ignore_errors=True)
+        return run(self.cmd("restore", "latest", "--target", str(target)), self.env)
+
+    def check(self) -> Sample:
+        return run(self.cmd("check", "--read-data"), self.env)
+
+
+def du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def warm(path: Path) -> None:
+    for p in path.rglob("*"):
+        if p.is_file():
+            with p.open("rb") as f:
+                while f.read(1 << 20):
+                    pass
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--work", type=Path, default=Path("bench/out"))
+    ap.add_argument("--restic", default=shutil.which("restic") or "restic")
+    ap.add_argument("--many-small", type=int, default=0, help="measure N tiny files instead")
+    args = ap.parse_args()
+    work: Path = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    tools = [
+        Tool("safekeep", [sys.executable, "-m", "safekeep"], work),
+        Tool("restic", [args.restic], work),
+    ]
+    if args.many_small:
+        return many_small(tools, work, args.many_small)
+    pristine = work / f"dataset-{args.size_mib}"
+    if not pristine.exists():
+        print(f"generating a {args.size_mib} MiB dataset in {pristine} ...", flush=True)
+        generate(pristine.with_suffix(".partial"), DatasetSpec(total_mib=args.size_mib))
+        pristine.with_suffix(".partial").rename(pristine)
+    results = Results()
+    src = work / "src"
+    total = tree_bytes(pristine)
+    for rnd in range(args.rounds):
+        shutil.rmtree(src, ignore_errors=True)
+        shutil.copytree(pristine, src, symlinks=True)
+        warm(src)
+        order = tools if rnd % 2 == 0 else tools[::-1]
+        for t in order:
+            t.init()
+            results.add(t.name, STEPS[0], t.backup(src))
+            results.add(t.name, STEPS[1], t.backup(src))
+        mutate(src, seed=rnd + 1)
+        warm(src)
+        for t in order:
+            results.add(t.name, STEPS[2], t.backup(src))
+        for t in order:
+            results.add(t.name, STEPS[3], t.restore(work / f"{t.name}-restore"))
+            shutil.rmtree(work / f"{t.name}-restore", ignore_errors=True)
+        for t in order:
+            results.add(t.name, STEPS[4], t.check())
+            results.repo_size.setdefault(t.name, []).append(du(t.repo))
+        print(f"round {rnd + 1}/{args.rounds} done", flush=True)
+    print_table(results, total, args)
+    return 0
+
+
+def many_small(tools: list[Tool], work: Path, count: int) -> int:
+    src = work / f"small-{count}"
+    if not src.exists():
+        print(f"creating {count} small files ...", flush=True)
+        generate_many_small(src.with_suffix(".partial"), count)
+        src.with_suffix(".partial").rename(src)
+    print(f"{'':10s} {'wall s':>8s} {'CPU s':>8s} {'peak RSS MiB':>13s}   ({count:,} files)")
+    for t in tools:
+        t.init()
+        s = t.backup(src)
+        print(f"{t.name:10s} {s.wall:8.2f} {s.cpu:8.2f} {s.rss_mib:13.0f}")
+    return 0
+
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def print_table(r: Results, total: int, args: argparse.Namespace) -> None:
+    mb = total / 1e6
+    print()
+    print(f"dataset: {total / 2**20:.0f} MiB, {args.rounds} rounds, medians; ratio = Safekeep / restic")
+    head = f"{'step':24s} {'tool':9s} {'wall s':>8s} {'MB/s':>8s} {'CPU s':>7s} {'RSS MiB':>8s}"
+    print(head)
+    print("-" * len(head))
+    for step in STEPS:
+        rows = {}
+        for tool in ("safekeep", "restic"):
+            ss = r.samples.get((tool, step), [])
+            rows[tool] = (med([s.wall for s in ss]), med([s.cpu for s in ss]), med([s.rss_mib for s in ss]))
+            w, c, m = rows[tool]
+            print(f"{step:24s} {tool:9s} {w:8.2f} {mb / w:8.0f} {c:7.2f} {m:8.0f}")
+        (sw, sc, sm), (rw, rc, rm) = rows["safekeep"], rows["restic"]
+        print(f"{'':24s} {'ratio':9s} {sw / rw:8.2f} {rw / sw:8.2f} {sc / rc:7.2f} {sm / rm:8.2f}")
+    sk = med([float(x) for x in r.repo_size.get("safekeep", [])])
+    rs = med([float(x) for x in r.repo_size.get("restic", [])])
+    print(
+        f"{'repository size MiB':24s} safekeep {sk / 2**20:.1f}  restic {rs / 2**20:.1f}  ratio {sk / rs:.3f}"
+    )
+    print("(MB/s ratio is throughput: restic time / Safekeep time; other ratios: Safekeep / restic)")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
