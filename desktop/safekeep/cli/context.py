@@ -19,12 +19,15 @@ set it for real repositories: it makes the password much easier to guess.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 import logging
 import os
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+
+import platformdirs
 
 from safekeep.cli.output import Output
 from safekeep.common.cancel import CancelToken
@@ -42,6 +45,7 @@ ENV_REPOSITORY = ("SAFEKEEP_REPOSITORY", "RESTIC_REPOSITORY")
 ENV_PASSWORD_FILE = ("SAFEKEEP_PASSWORD_FILE", "RESTIC_PASSWORD_FILE")
 ENV_PASSWORD = ("SAFEKEEP_PASSWORD", "RESTIC_PASSWORD")
 ENV_TEST_KDF = "SAFEKEEP_TEST_KDF"
+ENV_CACHE_DIR = "SAFEKEEP_CACHE_DIR"
 
 CREDENTIAL_SOURCES_HINT = (
     "Give it with --password-file FILE, the environment variable SAFEKEEP_PASSWORD_FILE or "
@@ -59,6 +63,8 @@ class GlobalOptions:
     quiet: bool = False
     verbose: int = 0
     no_lock: bool = False
+    cache_dir: str | None = None
+    no_cache: bool = False
 
 
 class CliContext:
@@ -144,6 +150,14 @@ class CliContext:
         log.warning("using test scrypt parameters from %s: N=%d r=%d p=%d", ENV_TEST_KDF, n, r, p)
         return params
 
+    def cache_dir(self) -> str | None:
+        """Root of the local repository cache (remote repositories only), or None for none."""
+        if self.options.no_cache:
+            return None
+        return (
+            self.options.cache_dir or self.env.get(ENV_CACHE_DIR) or platformdirs.user_cache_dir("safekeep")
+        )
+
     # -------------------------------------------------------------- opening
 
     def open_backend(self, *, read_only: bool) -> Backend:
@@ -159,6 +173,7 @@ class CliContext:
         try:
             password = self.password()
             options = self.repository_options() if new_keys else RepositoryOptions()
+            options = dataclasses.replace(options, cache_dir=self.cache_dir())
             repo = Repository.open(backend, password.reveal(), options=options, cancel=self.cancel)
             log.info("repository %s opened (version %d)", repo.config.id[:8], repo.version)
             try:

@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="log more (-v info, -vv debug; tracebacks)"
     )
     parser.add_argument("--no-lock", action="store_true", help="do not lock the repository (use with care)")
+    parser.add_argument(
+        "--cache-dir", metavar="DIR", help="local cache for remote repositories (also SAFEKEEP_CACHE_DIR)"
+    )
+    parser.add_argument("--no-cache", action="store_true", help="do not use the local cache")
     parser.add_argument("-V", "--version", action="version", version=f"safekeep {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in COMMANDS:
@@ -144,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet=args.quiet,
         verbose=args.verbose,
         no_lock=args.no_lock,
+        cache_dir=args.cache_dir,
+        no_cache=args.no_cache,
     )
     _setup_logging(options.verbose)
     out = Output(json_mode=options.json, quiet=options.quiet)

@@ -227,6 +227,8 @@ class Lock:
             self._remove_own()
 
     def __enter__(self) -> Lock:
+        if self._thread is None:  # ``with Lock(...)`` takes the lock; ``with lock.acquire()`` keeps it
+            self.acquire()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -31,6 +31,7 @@ import zstandard
 from safekeep.common.cancel import NEVER, CancelToken
 from safekeep.common.clock import SYSTEM_CLOCK, Clock
 from safekeep.common.errors import Cancelled
+from safekeep.core.cache import RepositoryCache
 from safekeep.core.crypto import OVERHEAD, AuthenticationFailed, MasterKey
 from safekeep.core.errors import (
     IntegrityError,
@@ -64,6 +65,7 @@ class RepositoryOptions:
     compression: bool = True  # data blobs; tree blobs are always compressed in v2
     upload_connections: int = 0  # 0 = the backend's ``properties.connections``
     kdf: KDFParams | None = None  # None = calibrate like restic
+    cache_dir: str | None = None  # root of the local cache; None = no cache
 
 
 @dataclass(slots=True)
@@ -102,6 +104,12 @@ class Repository:
         self.clock = clock
         self.index = MasterIndex()
         self.index_loaded = False
+        # a local repository needs no cache: its files are already local
+        self.cache: RepositoryCache | None = (
+            RepositoryCache(self.options.cache_dir, config.id)
+            if self.options.cache_dir and not backend.properties.is_local
+            else None
+        )
         self._lock = threading.Lock()
         self._pending: tuple[set[bytes], set[bytes]] = (set(), set())
         self._open: dict[BlobType, _OpenPack] = {}
@@ -249,9 +257,16 @@ class Repository:
         return name
 
     def load_unpacked(self, type: FileType, name: str, *, cancel: CancelToken = NEVER) -> bytes:
-        sealed = self.backend.load(Handle(type, name), cancel=cancel)
-        if sha256(sealed).hex() != name:
-            raise IntegrityError(f"{type.value}/{name} is damaged: its content does not match its name.")
+        h = Handle(type, name)
+        sealed = self.cache.get(h) if self.cache is not None else None
+        if sealed is not None and sha256(sealed).hex() != name:
+            sealed = None  # a damaged cache copy: read the repository's (and replace the copy)
+        if sealed is None:
+            sealed = self.backend.load(h, cancel=cancel)
+            if sha256(sealed).hex() != name:
+                raise IntegrityError(f"{type.value}/{name} is damaged: its content does not match its name.")
+            if self.cache is not None and type is not FileType.LOCK:
+                self.cache.put(h, sealed)
         try:
             return unpacked.decode_plaintext(self.key.open(sealed))
         except AuthenticationFailed as exc:
@@ -274,6 +289,8 @@ class Repository:
 
     def load_index(self, *, cancel: CancelToken = NEVER) -> None:
         names = [i.name for i in self.backend.list(FileType.INDEX, cancel=cancel)]
+        if self.cache is not None:
+            self.cache.prune(FileType.INDEX, set(names))
 
         def one(name: str) -> list[tuple[str, list[PackedBlob]]]:
             cancel.raise_if_cancelled()
@@ -289,6 +306,8 @@ class Repository:
                 for pack_id, blobs in packs:
                     self.index.add_pack(pack_id, blobs)
         self.index_loaded = True
+        if self.cache is not None:
+            self.cache.prune(FileType.PACK, self.index.pack_ids())
 
     def ensure_index(self, *, cancel: CancelToken = NEVER) -> None:
         """Load the index unless it was already loaded."""
@@ -419,8 +438,26 @@ class Repository:
         if found is None:
             raise IntegrityError(f"The {type.json_name} blob {blob_id.hex()[:16]} is not in the index.")
         pack_id, blob = found
-        sealed = self.backend.load(Handle(FileType.PACK, pack_id), blob.offset, blob.length, cancel=cancel)
+        h = Handle(FileType.PACK, pack_id)
+        if self.cache is not None and type is BlobType.TREE:
+            sealed = self._cached_tree_range(h, blob, cancel)
+            try:
+                return self.open_blob(pack_id, blob, sealed)
+            except IntegrityError:
+                self.cache.drop(h)  # a damaged cache copy: fall back to the repository
+        sealed = self.backend.load(h, blob.offset, blob.length, cancel=cancel)
         return self.open_blob(pack_id, blob, sealed)
+
+    def _cached_tree_range(self, h: Handle, blob: PackedBlob, cancel: CancelToken) -> bytes:
+        """A tree blob's bytes from the cached copy of its pack, fetching the pack once."""
+        assert self.cache is not None
+        data = self.cache.get(h, blob.offset, blob.length)
+        if data is None:
+            whole = self.backend.load(h, cancel=cancel)
+            if sha256(whole).hex() == h.name:  # never cache a damaged pack
+                self.cache.put(h, whole)
+            data = whole[blob.offset : blob.offset + blob.length]
+        return data
 
     def open_blob(self, pack_id: str, blob: PackedBlob, sealed: bytes | memoryview) -> bytes:
         """Decrypt, decompress and verify one sealed blob read from ``pack_id``."""
@@ -463,6 +500,8 @@ class Repository:
 
     def list_snapshots(self, *, cancel: CancelToken = NEVER) -> list[Snapshot]:
         names = [i.name for i in self.backend.list(FileType.SNAPSHOT, cancel=cancel)]
+        if self.cache is not None:
+            self.cache.prune(FileType.SNAPSHOT, set(names))
         with concurrent.futures.ThreadPoolExecutor(4, "safekeep-snap") as ex:
             snaps = list(ex.map(lambda n: self.load_snapshot(n, cancel=cancel), names))
         snaps.sort(key=lambda s: (s.time, s.id))
