@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import re
 import threading
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
