@@ -34,6 +34,7 @@ from collections.abc import Sequence
 
 from safekeep import __version__
 from safekeep.cli import (
+    allocator,
     backup,
     cat,
     check,
@@ -128,6 +129,7 @@ def _setup_logging(verbose: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    allocator.tune()  # before any worker thread starts
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if not args_list:

@@ -25,6 +25,7 @@ import errno
 import getpass
 import logging
 import os
+import queue
 import socket
 import stat
 import threading
@@ -44,7 +45,7 @@ from safekeep.common.progress import (
     ProgressSink,
     Throttle,
 )
-from safekeep.core.chunker import Chunker
+from safekeep.core.chunker import MAX_SIZE, Chunker
 from safekeep.core.format.pack import BlobType
 from safekeep.core.format.snapshot import Snapshot
 from safekeep.core.format.times import format_time, local_now
@@ -56,6 +57,9 @@ from safekeep.core.repository import Repository, sha256
 log = logging.getLogger(__name__)
 
 READ_WINDOW = 8 * 1024 * 1024
+LARGE_FILES_AT_ONCE = 2
+BLOB_QUEUE_BYTES = 24 * 1024 * 1024  # chunks waiting for compression and encryption
+SMALL_FILE = 1024 * 1024  # read in one call; larger files go through the window buffers
 BATCH_FILES = 64  # small files per worker job
 BATCH_BYTES = 4 * 1024 * 1024  # files at least this large get a job of their own
 _O_NOATIME = getattr(os, "O_NOATIME", 0)
@@ -178,6 +182,13 @@ class Archiver:
         workers = self.options.workers or 2 * (os.cpu_count() or 2)
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, "safekeep-file")
         self._slots = threading.BoundedSemaphore(workers * 2)
+        # large files are read through a few reused buffers: memory stays flat and no
+        # window-sized allocation (with its page faults) happens per read
+        self._blob_pool = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 2, "safekeep-blob")
+        self._blob_budget = _ByteBudget(BLOB_QUEUE_BYTES)
+        self._blob_futures: list[concurrent.futures.Future[None]] = []
+        self._buffers: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self._buffer_slots = threading.BoundedSemaphore(LARGE_FILES_AT_ONCE)
         self._c = _Counters()
         self._throttle = Throttle(0.25, clock)
         self._start = 0.0
@@ -204,12 +215,18 @@ class Archiver:
                 raise NothingToBackUp(sources)
             root_parent = self._load_tree(parent.tree) if parent else {}
             root = self._save_virtual(b"/", _build_layout(existing), root_parent)
+            self._finish_blobs()
             self.repo.flush()
         except BaseException:
+            for f in self._blob_futures:
+                f.cancel()
+            self._pool.shutdown(wait=True)
+            self._blob_pool.shutdown(wait=True)
             self.repo.abandon()
             raise
         finally:
             self._pool.shutdown(wait=True)
+            self._blob_pool.shutdown(wait=True)
         self.cancel.raise_if_cancelled()
         summary.backup_end = local_now(self.clock.now())
         snap = Snapshot(
@@ -472,31 +489,26 @@ class Archiver:
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode):
                 raise SourceError(f"{os.fsdecode(path)} was replaced by something that is not a file")
-            content: list[bytes] = []
-            carry = b""
-            total = 0
-            # a small file is read in one call of exactly its size (+1 to notice growth)
-            want = before.st_size + 1 if before.st_size < READ_WINDOW else READ_WINDOW
-            while True:
-                self.cancel.raise_if_cancelled()
-                window = os.read(fd, want)
-                want = READ_WINDOW
-                eof = not window
-                buf = carry + window if carry else window
-                if not buf:
-                    break
-                cuts = list(self.chunker.cuts(buf))
-                # the last cut of a window may only be where the window ends: carry it into the next one
-                keep = len(cuts) if eof else len(cuts) - 1
-                view = memoryview(buf)
-                for off, length in cuts[:keep]:
-                    self._save_data(view[off : off + length], content)
-                consumed = cuts[keep - 1][0] + cuts[keep - 1][1] if keep else 0
-                total += consumed
-                carry = bytes(view[consumed:])
-                view.release()
-                if eof:
-                    break
+            if before.st_size < SMALL_FILE:
+                # one read of exactly its size (+1 to notice growth), then one more to reach EOF
+                data = os.read(fd, before.st_size + 1)
+                while more := os.read(fd, SMALL_FILE):
+                    data += more
+                content: list[bytes] = []
+                view = memoryview(data)
+                for off, length in self.chunker.cuts(view):
+                    self._save_data(view[off : off + length], content, owner=data)
+                total = len(data)
+            else:
+                with self._buffer_slots:  # made on first use, then reused
+                    try:
+                        buf = self._buffers.get_nowait()
+                    except queue.Empty:
+                        buf = bytearray(READ_WINDOW + MAX_SIZE)
+                    try:
+                        content, total = self._read_windows(fd, buf)
+                    finally:
+                        self._buffers.put(buf)
             after = os.fstat(fd)
             changed = (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or (
                 total != node.size
@@ -505,16 +517,92 @@ class Archiver:
         finally:
             os.close(fd)
 
-    def _save_data(self, chunk: memoryview, content: list[bytes]) -> None:
+    def _read_windows(self, fd: int, buf: bytearray) -> tuple[list[bytes], int]:
+        """Chunk a large file through a reused buffer: window after window, carrying the tail.
+
+        The last cut in a window may only be where the window ends, so it is carried to the
+        front of the buffer and cut again together with the next window."""
+        content: list[bytes] = []
+        view = memoryview(buf)
+        filled = 0
+        total = 0
+        while True:
+            self.cancel.raise_if_cancelled()
+            n = os.readv(fd, [view[filled : filled + READ_WINDOW]])
+            eof = n == 0
+            filled += n
+            if not filled:
+                break
+            cuts = list(self.chunker.cuts(view[:filled]))
+            keep = len(cuts) if eof else len(cuts) - 1
+            for off, length in cuts[:keep]:
+                self._save_data(view[off : off + length], content)
+            consumed = cuts[keep - 1][0] + cuts[keep - 1][1] if keep else 0
+            total += consumed
+            rest = filled - consumed
+            if rest and consumed:
+                # bytearray slice assignment copies with memcpy: never let the ranges overlap
+                buf[:rest] = view[consumed:filled] if rest <= consumed else bytes(view[consumed:filled])
+            filled = rest
+            if eof:
+                break
+        view.release()
+        return content, total
+
+    def _save_data(self, chunk: memoryview, content: list[bytes], *, owner: bytes | None = None) -> None:
+        """Hash a chunk now (its ID goes into the file's content list in order) and hand the
+        compression, encryption and packing to the blob pool, so one large file keeps every
+        core busy. ``owner``: an immutable bytes object the chunk views (no copy needed)."""
         blob_id = sha256(chunk)
-        res = self.repo.save_blob(BlobType.DATA, chunk, blob_id=blob_id)
-        content.append(res.id)
+        content.append(blob_id)
         n = len(chunk)
-        if res.added:
-            self._c.add(data_blobs=1, data_added=n, data_added_packed=res.stored_size)
         with self._c.lock:
             self._c.bytes_done += n
+        if not self.repo.has_blob(BlobType.DATA, blob_id):
+            data = owner if owner is not None and len(owner) == n else bytes(chunk)
+            self._blob_budget.acquire(n, self.cancel)
+            try:
+                self._blob_futures.append(self._blob_pool.submit(self._save_blob, data, blob_id))
+            except BaseException:
+                self._blob_budget.release(n)
+                raise
         self._report()
+
+    def _save_blob(self, data: bytes, blob_id: bytes) -> None:
+        try:
+            res = self.repo.save_blob(BlobType.DATA, data, blob_id=blob_id)
+            if res.added:
+                self._c.add(data_blobs=1, data_added=len(data), data_added_packed=res.stored_size)
+        finally:
+            self._blob_budget.release(len(data))
+
+    def _finish_blobs(self) -> None:
+        """Wait for every queued blob; the first failure is raised."""
+        futures, self._blob_futures = self._blob_futures, []
+        for f in futures:
+            f.result()
+
+
+class _ByteBudget:
+    """Bounds the bytes of chunks queued for the blob pool (memory stays flat)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._used = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, n: int, cancel: CancelToken) -> None:
+        with self._cond:
+            while self._used and self._used + n > self._limit:
+                if cancel.cancelled:
+                    raise Cancelled()
+                self._cond.wait(0.25)
+            self._used += n
+
+    def release(self, n: int) -> None:
+        with self._cond:
+            self._used -= n
+            self._cond.notify_all()
 
 
 _Layout = dict[bytes, "_Layout | None"]

@@ -118,7 +118,8 @@ class Repository:
         self._index_lock = threading.Lock()
         conns = self.options.upload_connections or backend.properties.connections
         self._uploader = concurrent.futures.ThreadPoolExecutor(max(1, conns), "safekeep-upload")
-        self._in_flight = threading.BoundedSemaphore(max(1, conns) + 1)
+        # full packs waiting for or being uploaded: each holds up to pack_size bytes of memory
+        self._in_flight = threading.BoundedSemaphore(max(1, conns))
         self._futures: list[concurrent.futures.Future[None]] = []
         self._upload_error: BaseException | None = None
         self._cancel: CancelToken = NEVER
