@@ -10,11 +10,18 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends \
-  python3 python3-venv python3-pip restic attr >/dev/null
+  python3 python3-venv python3-pip restic attr rclone >/dev/null
 
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
+# Azurite (the Azure Blob Storage emulator) for the Azure tests; npm's cache makes reruns fast.
+if ! [ -x tests/.node/node_modules/.bin/azurite-blob ]; then
+  if ! command -v npm >/dev/null; then
+    $SUDO apt-get install -y -q --no-install-recommends nodejs npm >/dev/null
+  fi
+  npm install --prefix tests/.node --no-audit --no-fund --silent azurite@3
+fi
 
 echo "== ruff";          .venv/bin/ruff check desktop tests bench
 echo "== ruff format";   .venv/bin/ruff format --check desktop tests bench

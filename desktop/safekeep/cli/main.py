@@ -43,6 +43,7 @@ from safekeep.cli import (
     ls,
     restore,
     snapshots,
+    storage_cmd,
     unlock,
     version,
 )
@@ -63,7 +64,7 @@ EXIT_NO_REPOSITORY = 10
 EXIT_LOCKED = 11
 EXIT_WRONG_PASSWORD = 12
 
-COMMANDS = [init, backup, snapshots, ls, restore, check, cat, key, unlock, version]
+COMMANDS = [init, backup, snapshots, ls, restore, check, cat, key, unlock, storage_cmd, version]
 
 EPILOG = """\
 exit status:

@@ -3,8 +3,13 @@
 :func:`open_backend` parses a location, asks the registry for the provider and stacks the
 wrappers around it, innermost first::
 
-    provider  →  RetryBackend (when retry_attempts > 1)  →  ReadOnlyBackend (when read_only)
+    provider  →  TraceBackend (when trace)
+              →  ConnectionLimitBackend (when connections is set)
+              →  BandwidthLimitBackend (when upload_limit_kib or download_limit_kib)
+              →  RetryBackend (when retry_attempts > 1)  →  ReadOnlyBackend (when read_only)
 
+Tracing sits next to the provider so every attempt (retries included) is logged with its own
+duration; the limits sit inside retry so each attempt takes a connection slot and is paced.
 Read-only sits outermost so a refused write fails at once instead of being retried. Nothing else
 in Safekeep wraps a backend; a new cross-cutting concern (bandwidth limit, logging, ...) is added
 here, with its option in :class:`StorageOptions`.
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 from safekeep.common.clock import SYSTEM_CLOCK, Clock
 from safekeep.storage.base import Backend
 from safekeep.storage.registry import DEFAULT_SETTINGS, ProviderSettings, create_backend, parse_location
+from safekeep.storage.wrappers.limits import BandwidthLimitBackend, ConnectionLimitBackend, TokenBucket
 from safekeep.storage.wrappers.readonly import ReadOnlyBackend
 from safekeep.storage.wrappers.retry import (
     DEFAULT_BASE_DELAY,
@@ -25,6 +31,7 @@ from safekeep.storage.wrappers.retry import (
     DEFAULT_MAX_DELAY,
     RetryBackend,
 )
+from safekeep.storage.wrappers.trace import TraceBackend
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +49,26 @@ class StorageOptions:
     """Seed for the backoff jitter (tests); None draws from the system."""
     provider: ProviderSettings = DEFAULT_SETTINGS
     """Credentials source and provider options handed to the provider's factory."""
+    connections: int | None = None
+    """Most concurrent calls to the provider; None = no limit wrapper (consumers still size
+    their parallelism by the provider's ``properties.connections``)."""
+    upload_limit_kib: int | None = None
+    """Upload bandwidth limit in KiB/s; None = unlimited."""
+    download_limit_kib: int | None = None
+    """Download bandwidth limit in KiB/s; None = unlimited."""
+    trace: bool = False
+    """Log every storage call at DEBUG (``safekeep.storage.trace``), secrets redacted."""
 
     def __post_init__(self) -> None:
         if self.retry_attempts < 1:
             raise ValueError("retry_attempts must be at least 1")
         if self.retry_base_delay < 0 or self.retry_max_delay < 0:
             raise ValueError("retry delays must not be negative")
+        if self.connections is not None and self.connections < 1:
+            raise ValueError("connections must be at least 1")
+        for limit in (self.upload_limit_kib, self.download_limit_kib):
+            if limit is not None and limit < 1:
+                raise ValueError("bandwidth limits must be at least 1 KiB/s")
 
 
 DEFAULT_OPTIONS = StorageOptions()
@@ -69,6 +90,16 @@ def wrap(
     backend: Backend, *, options: StorageOptions = DEFAULT_OPTIONS, clock: Clock = SYSTEM_CLOCK
 ) -> Backend:
     """Stack the wrappers ``options`` asks for around an already-made provider."""
+    if options.trace:
+        backend = TraceBackend(backend, clock=clock)
+    if options.connections is not None:
+        backend = ConnectionLimitBackend(backend, options.connections)
+    if options.upload_limit_kib is not None or options.download_limit_kib is not None:
+        backend = BandwidthLimitBackend(
+            backend,
+            upload=_bucket(options.upload_limit_kib, clock),
+            download=_bucket(options.download_limit_kib, clock),
+        )
     if options.retry_attempts > 1:
         backend = RetryBackend(
             backend,
@@ -81,3 +112,7 @@ def wrap(
     if options.read_only:
         backend = ReadOnlyBackend(backend)
     return backend
+
+
+def _bucket(limit_kib: int | None, clock: Clock) -> TokenBucket | None:
+    return None if limit_kib is None else TokenBucket(limit_kib * 1024, clock)
