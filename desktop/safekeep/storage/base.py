@@ -56,6 +56,25 @@ class Handle:
     def config() -> Handle:
         return Handle(FileType.CONFIG, "config")
 
+    def checked_path(self) -> str:
+        """:meth:`path`, after refusing a name that could leave the repository's layout.
+
+        Providers build object keys and file paths with this. A bad name is a programming error
+        (names are hashes or ``config``), so it raises ``ValueError``, not a storage error.
+        """
+        name = self.name
+        if self.type is FileType.CONFIG:
+            if name != "config":
+                raise ValueError(f"the config handle must be named 'config', not {name!r}")
+        elif (
+            not name
+            or name.startswith(".")
+            or any(c in name for c in "/\\\0:")
+            or (self.type is FileType.PACK and len(name) < 2)
+        ):
+            raise ValueError(f"invalid repository file name {name!r}")
+        return self.path()
+
     def path(self) -> str:
         """The file's path relative to the repository root, in restic's default layout."""
         if self.type is FileType.CONFIG:

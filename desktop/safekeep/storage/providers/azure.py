@@ -298,18 +298,7 @@ class AzureBackend:
         return f"{self._cfg.prefix}/" if self._cfg.prefix else ""
 
     def _name(self, h: Handle) -> str:
-        name = h.name
-        if h.type is FileType.CONFIG:
-            if name != "config":
-                raise ValueError(f"the config handle must be named 'config', not {name!r}")
-        elif (
-            not name
-            or name.startswith(".")
-            or any(c in name for c in "/\\\0")
-            or (h.type is FileType.PACK and len(name) < 2)
-        ):
-            raise ValueError(f"invalid repository file name {name!r}")
-        return self._base() + h.path()
+        return self._base() + h.checked_path()
 
     def _map(self, exc: AzureError, action: str) -> StorageError:
         """Translate an SDK exception into a typed storage error with a message for a person."""

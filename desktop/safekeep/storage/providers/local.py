@@ -224,18 +224,7 @@ class LocalBackend:
     # -- internals -----------------------------------------------------------------------------
 
     def _path(self, h: Handle) -> Path:
-        name = h.name
-        if h.type is FileType.CONFIG:
-            if name != "config":
-                raise ValueError(f"the config handle must be named 'config', not {name!r}")
-        elif (
-            not name
-            or name.startswith(".")
-            or any(c in name for c in "/\\\0:")
-            or (h.type is FileType.PACK and len(name) < 2)
-        ):
-            raise ValueError(f"invalid repository file name {name!r}")
-        return self._root / h.path()
+        return self._root / h.checked_path()
 
     def _require_root(self) -> None:
         if not self._root.is_dir():

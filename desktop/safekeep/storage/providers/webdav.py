@@ -624,18 +624,7 @@ class WebDAVBackend:
         return self._origin + quote(path, safe="/")
 
     def _path(self, h: Handle) -> str:
-        name = h.name
-        if h.type is FileType.CONFIG:
-            if name != "config":
-                raise ValueError(f"the config handle must be named 'config', not {name!r}")
-        elif (
-            not name
-            or name.startswith(".")
-            or any(c in name for c in "/\\\0")
-            or (h.type is FileType.PACK and len(name) < 2)
-        ):
-            raise ValueError(f"invalid repository file name {name!r}")
-        return f"{self._root_path}/{h.path()}"
+        return f"{self._root_path}/{h.checked_path()}"
 
     def _request(
         self,
