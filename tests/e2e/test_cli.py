@@ -411,3 +411,35 @@ def test_ctrl_c_cancels_cleanly_exit_130(env: dict[str, str], repo: Path, tmp_pa
     assert not list((repo / "snapshots").iterdir())  # no snapshot was written
     assert not list((repo / "locks").iterdir())  # and the lock was released
     assert run_cli("check", env=env).returncode == 0
+
+
+def test_storage_test_reports_each_step(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    folder = tmp_path / "usb"
+    folder.mkdir()
+    ok = run_cli("storage", "test", str(folder), env=env)
+    assert ok.returncode == 0, ok.stderr
+    for step in ("write", "read", "range-read", "list", "delete"):
+        assert f"[ok] {step}:" in ok.stdout
+    assert "works for backups" in ok.stdout
+    assert not any(p.is_file() for p in folder.rglob("*")), "the probe must clean up after itself"
+    missing = run_cli("storage", "test", str(tmp_path / "not-plugged-in"), env=env)
+    assert missing.returncode == 1
+    assert "[failed] write" in missing.stdout
+
+
+def test_storage_policy_prints_a_least_privilege_policy(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    r = run_cli("storage", "policy", "s3:https://s3.amazonaws.com/church-backups/office", env=env)
+    assert r.returncode == 0, r.stderr
+    policy = json.loads(r.stdout)
+    resources = {s["Resource"] for s in policy["Statement"]}
+    assert "arn:aws:s3:::church-backups/office/*" in resources
+    actions = {a for s in policy["Statement"] for a in s["Action"]}
+    assert "s3:DeleteObject" in actions and "s3:DeleteBucket" not in actions
+    no_delete = json.loads(
+        run_cli("storage", "policy", "--no-delete", "s3:host.example/bucket/p", env=env).stdout
+    )
+    assert "s3:DeleteObject" not in {a for s in no_delete["Statement"] for a in s["Action"]}
+    bad = run_cli("storage", "policy", str(tmp_path), env=env)
+    assert bad.returncode == 1 and "not an S3 location" in bad.stderr

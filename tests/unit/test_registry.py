@@ -107,10 +107,13 @@ def test_unknown_url_scheme_is_refused() -> None:
 
 @pytest.fixture
 def cleanup() -> Iterator[list[str]]:
+    """Schemes a test registers; afterwards the registry is as it was (real providers included)."""
     schemes: list[str] = []
+    before = dict(registry._providers)
     yield schemes
     for s in schemes:
         registry.unregister_provider(s)
+    registry._providers.update({k: v for k, v in before.items() if k in schemes})
 
 
 def test_register_a_new_provider(cleanup: list[str]) -> None:
@@ -148,11 +151,12 @@ def test_registering_a_known_scheme_makes_it_available(cleanup: list[str]) -> No
 
 def test_missing_optional_sdk_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     def fake_import(name: str) -> object:
-        raise ModuleNotFoundError("No module named 'boto3'", name="boto3")
+        raise ModuleNotFoundError("No module named 'zzsdk'", name="zzsdk")
 
+    monkeypatch.setitem(registry.KNOWN_SCHEMES, "zz-cloud", "a test cloud whose SDK is missing")
     monkeypatch.setattr(importlib, "import_module", fake_import)
-    with pytest.raises(InvalidLocation, match="boto3 is not installed"):
-        parse_location("s3:host/bucket")
+    with pytest.raises(InvalidLocation, match="zzsdk is not installed"):
+        parse_location("zz-cloud:host/bucket")
 
 
 def test_register_rejects_bad_schemes() -> None:

@@ -41,6 +41,15 @@ def add_parser(sub: argparse._SubParsersAction[Any]) -> argparse.ArgumentParser:
         "-o", "--option", action="append", default=[], metavar="NAME=VALUE", help="provider option"
     )
     t.add_argument("--json", dest="storage_json", action="store_true", help="print JSON lines")
+    pol = storage_sub.add_parser(
+        "policy",
+        help="print a least-privilege access policy for an S3 bucket",
+        description="Print the IAM policy JSON that gives a key exactly what Safekeep needs for one "
+        "S3 location, for pasting into the provider's console.",
+    )
+    pol.add_argument("location", help="an S3 location, e.g. s3:https://s3.amazonaws.com/bucket/folder")
+    pol.add_argument("--no-delete", action="store_true", help="a key that may not delete (append-only)")
+    pol.add_argument("--object-lock", action="store_true", help="include the Object Lock permissions")
     p.set_defaults(run=_run_with_context)
     return p
 
@@ -50,7 +59,7 @@ register = add_parser
 
 
 def _run_with_context(ctx: CliContext, args: argparse.Namespace) -> int:
-    json_mode = bool(args.storage_json or ctx.options.json)
+    json_mode = bool(getattr(args, "storage_json", False) or ctx.options.json)
     return run(args, cancel=ctx.cancel, json_mode=json_mode)
 
 
@@ -64,10 +73,24 @@ def _options(items: list[str]) -> dict[str, str]:
     return options
 
 
+def _policy(args: argparse.Namespace) -> int:
+    from safekeep.storage.providers.s3_policy import policy_json  # noqa: PLC0415 - S3 only
+
+    try:
+        print(policy_json(args.location, allow_delete=not args.no_delete, object_lock=args.object_lock))
+    except SafekeepError as exc:
+        print(f"safekeep: {exc.user_text()}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def run(args: argparse.Namespace, *, cancel: CancelToken = NEVER, json_mode: bool | None = None) -> int:
-    """Run ``storage test``; returns the exit status."""
-    if getattr(args, "storage_command", None) != "test":
-        print("usage: safekeep storage test LOCATION", file=sys.stderr)
+    """Run ``storage test`` or ``storage policy``; returns the exit status."""
+    command = getattr(args, "storage_command", None)
+    if command == "policy":
+        return _policy(args)
+    if command != "test":
+        print("usage: safekeep storage test|policy LOCATION", file=sys.stderr)
         return 2
     as_json = bool(args.storage_json) if json_mode is None else json_mode
     settings = ProviderSettings(options=_options(args.option))
