@@ -442,19 +442,7 @@ class S3Backend:
         return f"{self._prefix}/" if self._prefix else ""
 
     def _key(self, h: Handle) -> str:
-        name = h.name
-        if h.type is FileType.CONFIG:
-            if name != "config":
-                raise ValueError(f"the config handle must be named 'config', not {name!r}")
-        elif (
-            not name
-            or "/" in name
-            or "\\" in name
-            or name in (".", "..")
-            or (h.type is FileType.PACK and len(name) < 2)
-        ):
-            raise ValueError(f"invalid repository file name {name!r}")
-        return self._dir_prefix() + h.path()
+        return self._dir_prefix() + h.checked_path()
 
     def _put_args(self) -> dict[str, Any]:
         extra: dict[str, Any] = {}

@@ -698,18 +698,7 @@ class SftpBackend:
         return f"{self._root}/{rel}" if self._root != "/" else f"/{rel}"
 
     def _path(self, h: Handle) -> str:
-        name = h.name
-        if h.type is FileType.CONFIG:
-            if name != "config":
-                raise ValueError(f"the config handle must be named 'config', not {name!r}")
-        elif (
-            not name
-            or name.startswith(".")
-            or any(c in name for c in "/\\\0")
-            or (h.type is FileType.PACK and len(name) < 2)
-        ):
-            raise ValueError(f"invalid repository file name {name!r}")
-        return self._join(h.path())
+        return self._join(h.checked_path())
 
     def _list_dir(self, path: str) -> _Attrs:
         try:
