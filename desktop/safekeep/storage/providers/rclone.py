@@ -18,8 +18,10 @@ Options: ``rclone.program`` (default ``rclone``), ``rclone.args`` (extra argumen
 (path of ``rclone.conf``; default the user's), ``rclone.connections`` (default 5),
 ``rclone.timeout`` (seconds to wait for rclone to start; default 60).
 
-A failed upload is deleted on the remote (rclone removes partial uploads itself as well), so
-nothing half-written is listed. HTTP 404 is ``NotFound``, 401/403 ``PermissionDenied``, 507 or
+A failed or cancelled upload never stays half-written: rclone writes straight to the final
+name, so Safekeep first ends the request body (half-closing the connection) and waits, bounded,
+for rclone to answer — by then rclone has removed its partial file — then deletes the name and
+polls, bounded, until rclone reports it absent. HTTP 404 is ``NotFound``, 401/403 ``PermissionDenied``, 507 or
 a "quota"/"no space" reply ``QuotaExceeded``, other 5xx and broken connections transient; if
 the rclone process died it is started again on the next call.
 """
@@ -36,6 +38,7 @@ import queue
 import re
 import secrets
 import shlex
+import socket
 import subprocess
 import threading
 import time
@@ -61,6 +64,9 @@ log = logging.getLogger(__name__)
 _V2 = "application/vnd.x.restic.rest.v2"
 _SERVING = re.compile(r"Serving restic REST API on (https?://[^\s/]+)/?")
 _CHUNK = 1 << 20
+_ABANDON_WAIT = 10.0  # seconds to wait for rclone to answer an upload ended part-way
+_CLEANUP_POLLS = 40  # checks for a partial upload's absence (about 7 s in all, at most)
+_CLEANUP_CONFIRM = 3  # consecutive "absent" answers that confirm it
 
 
 def _parse_rclone(raw: str, rest: str) -> Location:
@@ -203,8 +209,7 @@ class RcloneBackend:
         try:
             self._request("POST", path, body=view, cancel=cancel, what="save")
         except BaseException:
-            with contextlib.suppress(Exception):  # never leave a partial upload behind
-                self._request("DELETE", path, what="clean up")
+            self._remove_partial(path)
             raise
 
     def load(
@@ -276,6 +281,30 @@ class RcloneBackend:
             raise ValueError(f"invalid repository file name {h.name!r}")
         return f"/{h.type.value}/{h.name}"
 
+    def _remove_partial(self, path: str) -> None:
+        """Delete what a failed upload may have left at ``path`` and confirm it is gone.
+
+        rclone may still be finishing the broken request (writing, then removing its partial
+        file) while this runs, so absence is confirmed by consecutive checks, with a bound.
+        """
+        absent = 0
+        for attempt in range(_CLEANUP_POLLS):
+            try:
+                self._head(path)
+            except NotFound:
+                absent += 1
+                if absent >= _CLEANUP_CONFIRM:
+                    return
+            except Exception as exc:
+                log.debug("checking %s after a failed upload: %s", path, exc)
+                absent = 0
+            else:
+                absent = 0
+                with contextlib.suppress(Exception):
+                    self._request("DELETE", path, what="clean up")
+            time.sleep(min(0.02 * (attempt + 1), 0.2))  # bounded: at most _CLEANUP_POLLS checks
+        log.warning("could not confirm that the partial upload %s on %s was removed", path, self._remote)
+
     def _ensure_server(self) -> str:
         with self._lock:
             if self._server is not None and not self._server.alive():
@@ -342,10 +371,14 @@ class RcloneBackend:
                 conn.putheader("Content-Type", "application/octet-stream")
             conn.endheaders()
             if body is not None:
-                for pos in range(0, len(body), _CHUNK):
+                try:
+                    for pos in range(0, len(body), _CHUNK):
+                        cancel.raise_if_cancelled()
+                        conn.send(body[pos : pos + _CHUNK])
                     cancel.raise_if_cancelled()
-                    conn.send(body[pos : pos + _CHUNK])
-                cancel.raise_if_cancelled()
+                except BaseException:
+                    _abandon(conn)
+                    raise
             resp = conn.getresponse()
             data = resp.read()
             length = int(resp.getheader("Content-Length") or len(data))
@@ -389,6 +422,23 @@ class RcloneBackend:
             f"rclone refused to {what} {where} (HTTP {status}: {text[:200]}).",
             hint="Run 'rclone lsd " + self._remote + "' to check the remote.",
         )
+
+
+def _abandon(conn: http.client.HTTPConnection) -> None:
+    """End an upload part-way: half-close, then wait (bounded) until rclone has answered.
+
+    rclone sees the body end early, removes the partial file and replies; once the reply (or
+    the close) arrives here, nothing of the upload is being written any more.
+    """
+    sock = conn.sock
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(_ABANDON_WAIT)
+        while sock.recv(65536):
+            pass
+    conn.close()
 
 
 def _open_rclone(location: Location, settings: ProviderSettings) -> Backend:
