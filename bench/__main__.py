@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.dataset import DatasetSpec, generate, generate_many_small, mutate, tree_bytes
+from bench.dataset import generate_many_small, tree_bytes
 
 PASSWORD = "bench-password"
 STEPS = ("initial backup", "no-change backup", "backup after 1% change", "full restore", "check --read-data")
@@ -124,8 +124,17 @@ def main() -> int:
     pristine = work / f"dataset-{args.size_mib}"
     if not pristine.exists():
         print(f"generating a {args.size_mib} MiB dataset in {pristine} ...", flush=True)
-        generate(pristine.with_suffix(".partial"), DatasetSpec(total_mib=args.size_mib))
-        pristine.with_suffix(".partial").rename(pristine)
+        partial = pristine.with_suffix(".partial")
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"from pathlib import Path; from bench.dataset import generate, DatasetSpec; "
+                f"generate(Path({str(partial)!r}), DatasetSpec(total_mib={args.size_mib}))",
+            ],
+            check=True,
+        )
+        partial.rename(pristine)
     results = Results()
     src = work / "src"
     total = tree_bytes(pristine)
@@ -138,7 +147,17 @@ def main() -> int:
             t.init()
             results.add(t.name, STEPS[0], t.backup(src))
             results.add(t.name, STEPS[1], t.backup(src))
-        mutate(src, seed=rnd + 1)
+        # in a child process: the harness must stay small, or its memory would show up in the
+        # children's peak RSS (ru_maxrss counts the pages a child inherits when forked)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"from pathlib import Path; from bench.dataset import mutate; "
+                f"mutate(Path({str(src)!r}), seed={rnd + 1})",
+            ],
+            check=True,
+        )
         warm(src)
         for t in order:
             results.add(t.name, STEPS[2], t.backup(src))

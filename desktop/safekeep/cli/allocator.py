@@ -1,4 +1,4 @@
-"""Memory-allocator tuning for the command-line process (glibc on Linux only).
+"""Memory-allocator tuning for backups run from the command line (glibc on Linux only).
 
 A backup moves large buffers (read windows, 16 MiB packs) through several threads. With glibc's
 defaults, freed large buffers raise the dynamic mmap threshold and then stay in per-thread heap

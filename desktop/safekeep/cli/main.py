@@ -130,7 +130,6 @@ def _setup_logging(verbose: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    allocator.tune()  # before any worker thread starts
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if not args_list:
@@ -144,6 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else EXIT_OK
+    if args.command == "backup":
+        # before any worker thread starts; only backup gains (flat memory at no cost in time),
+        # restore and check read pack-sized buffers whose page faults it would add
+        allocator.tune()
     options = GlobalOptions(
         repo=args.repo,
         password_file=args.password_file,
