@@ -12,7 +12,7 @@ is not registered are looked up lazily in ``safekeep.storage.providers.<scheme>`
 module registers itself when imported — and if there is no such module (or its optional SDK is
 missing) the location is refused with a clear :class:`~safekeep.storage.errors.InvalidLocation`.
 
-This version implements only ``local``.
+Providers today: ``local``, ``s3``, ``sftp``, ``webdav``, ``azure``, ``gs``, ``ftp``, ``rclone``.
 """
 
 from __future__ import annotations

@@ -8,6 +8,12 @@ read-only mode and the like are wrappers (``safekeep.storage.wrappers``) stacked
   on-disk layout (``config``, ``data/<2 hex>/<64 hex>``, ``index/``, ``keys/``, ``locks/``,
   ``snapshots/``), so the ``restic`` program can use the same folder.
 - ``memory`` — an in-memory provider with fault injection, for tests.
+- ``s3`` (+ ``s3_presets``, ``s3_policy``) — any S3-compatible service, with Object Lock.
+- ``sftp`` (+ ``sftp_keys``) — SSH servers, with known-hosts checking.
+- ``webdav`` — Nextcloud/ownCloud (chunked upload), Seafile, pCloud and generic WebDAV.
+- ``azure`` — Azure Blob Storage. ``gs`` — Google Cloud Storage.
+- ``ftp`` — FTPS (plain FTP only on explicit opt-in).
+- ``rclone`` (+ ``rclone_config``) — everything rclone reaches, through ``rclone serve restic``.
 
 A provider translates its own failures (``OSError``, SDK exceptions) into the typed errors of
 ``safekeep.storage.errors`` and chains the original as ``__cause__``. A provider that needs an
