@@ -9,13 +9,13 @@ import os
 from pathlib import Path
 
 import pytest
+from tests.integration.roundtrip import round_trip as shared_round_trip
 from tests.servers.ftps import FtpServer
 
 from safekeep.core.archiver import backup
 from safekeep.core.checker import CheckOptions, check
 from safekeep.core.format.keys import KDFParams
 from safekeep.core.repository import Repository, RepositoryOptions
-from safekeep.core.restorer import restore
 from safekeep.storage.base import FileType, Handle
 from safekeep.storage.compose import StorageOptions, open_backend
 from safekeep.storage.errors import InvalidLocation, PermissionDenied, QuotaExceeded
@@ -35,35 +35,8 @@ def _options(settings: ProviderSettings) -> StorageOptions:
     return StorageOptions(provider=settings, retry_attempts=1)
 
 
-def _write_tree(root: Path, version: int) -> None:
-    (root / "docs").mkdir(parents=True, exist_ok=True)
-    (root / "docs" / "letter.txt").write_text(f"Dear members, version {version}\n" * 50)
-    (root / "big.bin").write_bytes(os.urandom(3 * 1024 * 1024) if version == 1 else b"changed" * 1000)
-    if version == 2:
-        (root / "docs" / "new.txt").write_text("added later")
-
-
 def _round_trip(location: str, settings: ProviderSettings, tmp_path: Path) -> None:
-    src = tmp_path / "src"
-    _write_tree(src, 1)
-    repo = Repository.init(open_backend(location, options=_options(settings)), PW, options=REPO_OPTS)
-    backup(repo, [str(src)])
-    _write_tree(src, 2)
-    backup(repo, [str(src)])
-    repo.close()
-    repo = Repository.open(open_backend(location, options=_options(settings)), PW, options=REPO_OPTS)
-    try:
-        repo.load_index()
-        snap = repo.find_snapshot("latest")
-        target = tmp_path / "restored"
-        restore(repo, snap, str(target))
-        restored = target / str(src).lstrip("/")
-        assert (restored / "docs" / "new.txt").read_text() == "added later"
-        assert (restored / "big.bin").read_bytes() == (src / "big.bin").read_bytes()
-        assert (restored / "docs" / "letter.txt").read_text() == (src / "docs" / "letter.txt").read_text()
-        assert check(repo, CheckOptions(read_data=True)).ok
-    finally:
-        repo.close()
+    shared_round_trip(location, _options(settings), tmp_path)
 
 
 def test_location_forms() -> None:
