@@ -171,3 +171,46 @@ def test_missing_sources(tmp_path: Path, repo: Repository) -> None:
     snap, s = backup(repo, [str(tmp_path / "src"), str(tmp_path / "nope")], BackupOptions())
     assert [p for p, _ in s.errors] == [str(tmp_path / "nope")]
     assert snap.id
+
+
+def test_blob_futures_are_pruned_without_losing_blobs_or_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finished blob saves are forgotten during the run; every blob still lands, and a failure
+    in a pruned save still aborts the backup before any snapshot is written."""
+    import safekeep.core.archiver as archiver_module
+    from safekeep.core.archiver import backup as run_backup
+    from safekeep.core.format.keys import KDFParams as _KDF
+    from safekeep.core.repository import Repository as _Repo
+    from safekeep.core.repository import RepositoryOptions as _Opts
+    from safekeep.core.restorer import restore as run_restore
+    from safekeep.storage.providers.memory import MemoryBackend as _Mem
+
+    monkeypatch.setattr(archiver_module, "PRUNE_FUTURES_AT", 3)
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(40):
+        (src / f"f{i:02d}.bin").write_bytes(os.urandom(2000 + i))
+    repo = _Repo.init(_Mem(), "pw", options=_Opts(kdf=_KDF(1024, 8, 1)))
+    snap, summary = run_backup(repo, [str(src)])
+    assert summary.data_blobs == 40
+    out = tmp_path / "out"
+    run_restore(repo, snap, str(out))
+    for i in range(40):
+        name = f"f{i:02d}.bin"
+        assert (out / str(src).lstrip("/") / name).read_bytes() == (src / name).read_bytes()
+
+    failing = _Repo.init(_Mem(), "pw", options=_Opts(kdf=_KDF(1024, 8, 1)))
+    real_save = failing.save_blob
+    calls = {"n": 0}
+
+    def save_blob(*args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise OSError("simulated failure in one blob save")
+        return real_save(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(failing, "save_blob", save_blob)
+    with pytest.raises(OSError, match="simulated failure"):
+        run_backup(failing, [str(src)])
+    assert failing.list_snapshots() == []

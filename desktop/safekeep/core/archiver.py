@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 READ_WINDOW = 8 * 1024 * 1024
 LARGE_FILES_AT_ONCE = 2
 BLOB_QUEUE_BYTES = 24 * 1024 * 1024  # chunks waiting for compression and encryption
+PRUNE_FUTURES_AT = 1024
 SMALL_FILE = 1024 * 1024  # read in one call; larger files go through the window buffers
 BATCH_FILES = 64  # small files per worker job
 BATCH_BYTES = 4 * 1024 * 1024  # files at least this large get a job of their own
@@ -187,6 +188,7 @@ class Archiver:
         self._blob_pool = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 2, "safekeep-blob")
         self._blob_budget = _ByteBudget(BLOB_QUEUE_BYTES)
         self._blob_futures: list[concurrent.futures.Future[None]] = []
+        self._futures_lock = threading.Lock()
         self._buffers: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         self._buffer_slots = threading.BoundedSemaphore(LARGE_FILES_AT_ONCE)
         self._c = _Counters()
@@ -562,7 +564,11 @@ class Archiver:
             data = owner if owner is not None and len(owner) == n else bytes(chunk)
             self._blob_budget.acquire(n, self.cancel)
             try:
-                self._blob_futures.append(self._blob_pool.submit(self._save_blob, data, blob_id))
+                future = self._blob_pool.submit(self._save_blob, data, blob_id)
+                with self._futures_lock:
+                    self._blob_futures.append(future)
+                    if len(self._blob_futures) >= PRUNE_FUTURES_AT:
+                        self._prune_blob_futures()
             except BaseException:
                 self._blob_budget.release(n)
                 raise
@@ -576,9 +582,21 @@ class Archiver:
         finally:
             self._blob_budget.release(len(data))
 
+    def _prune_blob_futures(self) -> None:
+        """Forget finished blob saves (raising the first failure) so nothing per blob is held
+        for the whole run. Called with ``_futures_lock`` held."""
+        pending = []
+        for f in self._blob_futures:
+            if f.done():
+                f.result()
+            else:
+                pending.append(f)
+        self._blob_futures = pending
+
     def _finish_blobs(self) -> None:
         """Wait for every queued blob; the first failure is raised."""
-        futures, self._blob_futures = self._blob_futures, []
+        with self._futures_lock:
+            futures, self._blob_futures = self._blob_futures, []
         for f in futures:
             f.result()
 
