@@ -84,6 +84,25 @@ class Handle:
         return f"{self.type.value}/{self.name}"
 
 
+def check_range(offset: int, length: int | None) -> None:
+    """Refuse a negative offset or length: the first thing every provider's ``load`` checks.
+
+    A bad range is a programming error (callers take offsets from the index), so it raises
+    ``ValueError``, not a storage error."""
+    if offset < 0 or (length is not None and length < 0):
+        raise ValueError(f"invalid range offset={offset} length={length}")
+
+
+def http_range(offset: int, length: int | None) -> str | None:
+    """The HTTP ``Range`` header for a ranged load (RFC 9110 §14.1.2), or None for the whole file.
+
+    ``length=0`` has no HTTP form; providers answer it without a request."""
+    if not offset and length is None:
+        return None
+    end = "" if length is None else str(offset + length - 1)
+    return f"bytes={offset}-{end}"
+
+
 @dataclass(frozen=True, slots=True)
 class FileInfo:
     name: str

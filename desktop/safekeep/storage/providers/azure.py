@@ -58,7 +58,7 @@ from azure.storage.blob import BlobBlock, BlobServiceClient, StandardBlobTier
 
 from safekeep.common.cancel import NEVER, CancelToken
 from safekeep.common.secret import Secret
-from safekeep.storage.base import Backend, FileInfo, FileType, Handle, Properties
+from safekeep.storage.base import Backend, FileInfo, FileType, Handle, Properties, check_range
 from safekeep.storage.errors import (
     AlreadyExists,
     InvalidLocation,
@@ -189,8 +189,7 @@ class AzureBackend:
     def load(
         self, h: Handle, offset: int = 0, length: int | None = None, *, cancel: CancelToken = NEVER
     ) -> bytes:
-        if offset < 0 or (length is not None and length < 0):
-            raise ValueError(f"invalid range offset={offset} length={length}")
+        check_range(offset, length)
         name = self._name(h)
         cancel.raise_if_cancelled()
         if length == 0:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from safekeep.common.cancel import NEVER, CancelToken
 from safekeep.common.secret import Secret
-from safekeep.storage.base import Backend, FileInfo, FileType, Handle, Properties
+from safekeep.storage.base import Backend, FileInfo, FileType, Handle, Properties, check_range
 from safekeep.storage.errors import (
     AlreadyExists,
     InvalidLocation,
@@ -304,8 +304,7 @@ class FtpBackend:
     def load(
         self, h: Handle, offset: int = 0, length: int | None = None, *, cancel: CancelToken = NEVER
     ) -> bytes:
-        if offset < 0 or (length is not None and length < 0):
-            raise ValueError(f"invalid range offset={offset} length={length}")
+        check_range(offset, length)
         path = self._path(h)
         cancel.raise_if_cancelled()
         with self._client("read", path) as ftp:

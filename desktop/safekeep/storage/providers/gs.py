@@ -41,7 +41,7 @@ from google.oauth2 import service_account
 
 from safekeep.common.cancel import NEVER, CancelToken
 from safekeep.common.errors import Cancelled
-from safekeep.storage.base import FileInfo, FileType, Handle, Properties
+from safekeep.storage.base import FileInfo, FileType, Handle, Properties, check_range
 from safekeep.storage.errors import (
     InvalidLocation,
     NotFound,
@@ -240,8 +240,7 @@ class GcsBackend:
     def load(
         self, h: Handle, offset: int = 0, length: int | None = None, *, cancel: CancelToken = NEVER
     ) -> bytes:
-        if offset < 0 or (length is not None and length < 0):
-            raise ValueError(f"invalid range offset={offset} length={length}")
+        check_range(offset, length)
         key = self._key(h)
         cancel.raise_if_cancelled()
         if length == 0:

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from safekeep.common.cancel import NEVER, CancelToken
 from safekeep.common.errors import Cancelled
-from safekeep.storage.base import FileInfo, FileType, Handle, Properties
+from safekeep.storage.base import FileInfo, FileType, Handle, Properties, check_range
 from safekeep.storage.errors import (
     AlreadyExists,
     NotFound,
@@ -156,8 +156,7 @@ class LocalBackend:
     def load(
         self, h: Handle, offset: int = 0, length: int | None = None, *, cancel: CancelToken = NEVER
     ) -> bytes:
-        if offset < 0 or (length is not None and length < 0):
-            raise ValueError(f"invalid range offset={offset} length={length}")
+        check_range(offset, length)
         target = self._path(h)
         cancel.raise_if_cancelled()
         try:

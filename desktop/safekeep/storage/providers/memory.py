@@ -20,7 +20,7 @@ from collections import Counter, deque
 from collections.abc import Iterator
 
 from safekeep.common.cancel import NEVER, CancelToken
-from safekeep.storage.base import FileInfo, FileType, Handle, Properties
+from safekeep.storage.base import FileInfo, FileType, Handle, Properties, check_range
 from safekeep.storage.errors import AlreadyExists, NotFound
 
 OPERATIONS = frozenset({"create", "save", "load", "stat", "list", "remove"})
@@ -97,8 +97,7 @@ class MemoryBackend:
     def load(
         self, h: Handle, offset: int = 0, length: int | None = None, *, cancel: CancelToken = NEVER
     ) -> bytes:
-        if offset < 0 or (length is not None and length < 0):
-            raise ValueError(f"invalid range offset={offset} length={length}")
+        check_range(offset, length)
         self._enter("load", cancel)
         content = self._get(h)
         end = len(content) if length is None else offset + length

@@ -47,7 +47,7 @@ from typing import IO
 
 from safekeep.common.cancel import NEVER, CancelToken
 from safekeep.common.secret import Secret
-from safekeep.storage.base import Backend, FileInfo, FileType, Handle, Properties
+from safekeep.storage.base import Backend, FileInfo, FileType, Handle, Properties, check_range, http_range
 from safekeep.storage.errors import (
     InvalidLocation,
     NotFound,
@@ -215,17 +215,15 @@ class RcloneBackend:
     def load(
         self, h: Handle, offset: int = 0, length: int | None = None, *, cancel: CancelToken = NEVER
     ) -> bytes:
-        if offset < 0 or (length is not None and length < 0):
-            raise ValueError(f"invalid range offset={offset} length={length}")
+        check_range(offset, length)
         path = self._path(h)
         cancel.raise_if_cancelled()
         if length == 0:
             self.stat(h, cancel=cancel)
             return b""
         headers = {}
-        if offset or length is not None:
-            end = "" if length is None else str(offset + length - 1)
-            headers["Range"] = f"bytes={offset}-{end}"
+        if (byte_range := http_range(offset, length)) is not None:
+            headers["Range"] = byte_range
         status, body = self._request("GET", path, headers=headers, what="read", ok=(200, 206, 416))
         if status == 416:  # beyond the end
             self.stat(h, cancel=cancel)

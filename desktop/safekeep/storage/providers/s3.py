@@ -63,7 +63,7 @@ from botocore.config import Config
 from safekeep.common.cancel import NEVER, CancelToken
 from safekeep.common.errors import Cancelled
 from safekeep.common.secret import Secret
-from safekeep.storage.base import FileInfo, FileType, Handle, Properties
+from safekeep.storage.base import FileInfo, FileType, Handle, Properties, check_range, http_range
 from safekeep.storage.errors import (
     InvalidLocation,
     NotFound,
@@ -317,17 +317,15 @@ class S3Backend:
     def load(
         self, h: Handle, offset: int = 0, length: int | None = None, *, cancel: CancelToken = NEVER
     ) -> bytes:
-        if offset < 0 or (length is not None and length < 0):
-            raise ValueError(f"invalid range offset={offset} length={length}")
+        check_range(offset, length)
         key = self._key(h)
         cancel.raise_if_cancelled()
         if length == 0:
             self.stat(h, cancel=cancel)
             return b""
         args: dict[str, Any] = {"Bucket": self._bucket, "Key": key}
-        if offset > 0 or length is not None:
-            end = "" if length is None else str(offset + length - 1)
-            args["Range"] = f"bytes={offset}-{end}"
+        if (byte_range := http_range(offset, length)) is not None:
+            args["Range"] = byte_range
         try:
             resp = self._client.get_object(**args)
         except botocore.exceptions.ClientError as exc:

@@ -64,7 +64,7 @@ from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY, CMD_STATUS, CMD_WRIT
 from safekeep.common.cancel import NEVER, CancelToken
 from safekeep.common.errors import Cancelled
 from safekeep.common.secret import Secret
-from safekeep.storage.base import Backend, FileInfo, FileType, Handle, Properties
+from safekeep.storage.base import Backend, FileInfo, FileType, Handle, Properties, check_range
 from safekeep.storage.errors import (
     AlreadyExists,
     InvalidLocation,
@@ -628,8 +628,7 @@ class SftpBackend:
     def load(
         self, h: Handle, offset: int = 0, length: int | None = None, *, cancel: CancelToken = NEVER
     ) -> bytes:
-        if offset < 0 or (length is not None and length < 0):
-            raise ValueError(f"invalid range offset={offset} length={length}")
+        check_range(offset, length)
         path = self._path(h)
         cancel.raise_if_cancelled()
         with self._op("read", path), self._pool.client() as c, c.open(path, "rb") as f:
