@@ -1,6 +1,8 @@
 """Wrappers: cross-cutting behaviour around a :class:`~safekeep.storage.base.Backend`.
 
-A wrapper implements the same interface and delegates to an inner backend, adding one concern:
+A wrapper implements the same interface and delegates to an inner backend, adding one concern.
+Each extends ``delegate.Wrapper``, which holds the inner backend and passes through its
+properties and ``close``:
 
 - ``retry``    — :class:`RetryBackend` retries :class:`~safekeep.storage.errors.TransientStorageError`
   (and only that) with exponential backoff, full jitter and ``retry_after``, sleeping through the

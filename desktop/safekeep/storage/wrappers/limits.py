@@ -27,6 +27,7 @@ from typing import TypeVar
 from safekeep.common.cancel import NEVER, CancelToken
 from safekeep.common.clock import Clock
 from safekeep.storage.base import Backend, FileInfo, FileType, Handle, Properties
+from safekeep.storage.wrappers.delegate import Wrapper
 
 T = TypeVar("T")
 
@@ -35,21 +36,17 @@ PACE_CHUNK = 64 * 1024
 _SLEEP_SLICE = 0.5
 
 
-class ConnectionLimitBackend:
+class ConnectionLimitBackend(Wrapper):
     """At most ``connections`` concurrent calls reach ``inner``."""
 
     def __init__(self, inner: Backend, connections: int) -> None:
         if connections < 1:
             raise ValueError("connections must be at least 1")
-        self._inner = inner
+        super().__init__(inner)
         self._limit = connections
         self._sem = threading.BoundedSemaphore(connections)
         props = inner.properties
         self._properties = dataclasses.replace(props, connections=min(props.connections, connections))
-
-    @property
-    def inner(self) -> Backend:
-        return self._inner
 
     @property
     def properties(self) -> Properties:
@@ -84,9 +81,6 @@ class ConnectionLimitBackend:
 
     def remove(self, h: Handle, *, cancel: CancelToken = NEVER) -> None:
         self._run(lambda: self._inner.remove(h, cancel=cancel))
-
-    def close(self) -> None:
-        self._inner.close()
 
 
 class TokenBucket:
@@ -132,21 +126,13 @@ class TokenBucket:
             remaining -= step
 
 
-class BandwidthLimitBackend:
+class BandwidthLimitBackend(Wrapper):
     """Paces ``save`` with ``upload`` and ``load`` with ``download`` (either may be None)."""
 
     def __init__(self, inner: Backend, *, upload: TokenBucket | None, download: TokenBucket | None) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._upload = upload
         self._download = download
-
-    @property
-    def inner(self) -> Backend:
-        return self._inner
-
-    @property
-    def properties(self) -> Properties:
-        return self._inner.properties
 
     def create(self, *, cancel: CancelToken = NEVER) -> None:
         self._inner.create(cancel=cancel)
@@ -173,6 +159,3 @@ class BandwidthLimitBackend:
 
     def remove(self, h: Handle, *, cancel: CancelToken = NEVER) -> None:
         self._inner.remove(h, cancel=cancel)
-
-    def close(self) -> None:
-        self._inner.close()

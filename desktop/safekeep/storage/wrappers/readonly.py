@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from safekeep.common.cancel import NEVER, CancelToken
-from safekeep.storage.base import Backend, FileInfo, FileType, Handle, Properties
+from safekeep.storage.base import Backend, FileInfo, FileType, Handle
 from safekeep.storage.errors import PermissionDenied
+from safekeep.storage.wrappers.delegate import Wrapper
 
 READ_ONLY_MESSAGE = "repository opened read-only"
 
@@ -21,19 +22,11 @@ def _refuse() -> PermissionDenied:
     )
 
 
-class ReadOnlyBackend:
+class ReadOnlyBackend(Wrapper):
     """Wraps ``inner``; writes raise :class:`~safekeep.storage.errors.PermissionDenied`."""
 
     def __init__(self, inner: Backend) -> None:
-        self._inner = inner
-
-    @property
-    def inner(self) -> Backend:
-        return self._inner
-
-    @property
-    def properties(self) -> Properties:
-        return self._inner.properties
+        super().__init__(inner)
 
     def create(self, *, cancel: CancelToken = NEVER) -> None:
         raise _refuse()
@@ -54,6 +47,3 @@ class ReadOnlyBackend:
 
     def remove(self, h: Handle, *, cancel: CancelToken = NEVER) -> None:
         raise _refuse()
-
-    def close(self) -> None:
-        self._inner.close()

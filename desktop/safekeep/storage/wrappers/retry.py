@@ -23,8 +23,9 @@ from typing import TypeVar
 
 from safekeep.common.cancel import NEVER, CancelToken
 from safekeep.common.clock import Clock
-from safekeep.storage.base import Backend, FileInfo, FileType, Handle, Properties
+from safekeep.storage.base import Backend, FileInfo, FileType, Handle
 from safekeep.storage.errors import TransientStorageError
+from safekeep.storage.wrappers.delegate import Wrapper
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ _SLEEP_SLICE = 0.5
 """Waits are slept in slices this long so a cancel is noticed quickly."""
 
 
-class RetryBackend:
+class RetryBackend(Wrapper):
     """Wraps ``inner`` and retries its transient failures. See the module docstring."""
 
     def __init__(
@@ -56,20 +57,12 @@ class RetryBackend:
             raise ValueError("max_attempts must be at least 1")
         if base_delay < 0 or max_delay < 0:
             raise ValueError("delays must not be negative")
-        self._inner = inner
+        super().__init__(inner)
         self._clock = clock
         self._max_attempts = max_attempts
         self._base_delay = base_delay
         self._max_delay = max_delay
         self._rng = rng if rng is not None else random.Random()
-
-    @property
-    def inner(self) -> Backend:
-        return self._inner
-
-    @property
-    def properties(self) -> Properties:
-        return self._inner.properties
 
     def create(self, *, cancel: CancelToken = NEVER) -> None:
         self._call("create", "", lambda: self._inner.create(cancel=cancel), cancel)
@@ -104,9 +97,6 @@ class RetryBackend:
 
     def remove(self, h: Handle, *, cancel: CancelToken = NEVER) -> None:
         self._call("remove", h.path(), lambda: self._inner.remove(h, cancel=cancel), cancel)
-
-    def close(self) -> None:
-        self._inner.close()
 
     # -- internals -----------------------------------------------------------------------------
 

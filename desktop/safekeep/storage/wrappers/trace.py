@@ -24,7 +24,8 @@ from typing import TypeVar
 
 from safekeep.common.cancel import NEVER, CancelToken
 from safekeep.common.clock import Clock
-from safekeep.storage.base import Backend, FileInfo, FileType, Handle, Properties
+from safekeep.storage.base import Backend, FileInfo, FileType, Handle
+from safekeep.storage.wrappers.delegate import Wrapper
 
 T = TypeVar("T")
 
@@ -79,21 +80,13 @@ def redact(text: str) -> str:
     return text
 
 
-class TraceBackend:
+class TraceBackend(Wrapper):
     """Logs every call of ``inner`` at DEBUG (see the module docstring)."""
 
     def __init__(self, inner: Backend, *, clock: Clock, logger: logging.Logger = log) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._clock = clock
         self._log = logger
-
-    @property
-    def inner(self) -> Backend:
-        return self._inner
-
-    @property
-    def properties(self) -> Properties:
-        return self._inner.properties
 
     def _traced(self, op: str, what: str, detail: str, fn: Callable[[], T], size: Callable[[T], str]) -> T:
         if not self._log.isEnabledFor(logging.DEBUG):
@@ -167,6 +160,3 @@ class TraceBackend:
 
     def remove(self, h: Handle, *, cancel: CancelToken = NEVER) -> None:
         self._traced("remove", h.path(), "", lambda: self._inner.remove(h, cancel=cancel), lambda _: "")
-
-    def close(self) -> None:
-        self._inner.close()
