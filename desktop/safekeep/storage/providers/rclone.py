@@ -209,7 +209,7 @@ class RcloneBackend:
         try:
             self._request("POST", path, body=view, cancel=cancel, what="save")
         except BaseException:
-            self._remove_partial(path)
+            self._remove_partial(h, path)
             raise
 
     def load(
@@ -279,29 +279,43 @@ class RcloneBackend:
             raise ValueError(f"invalid repository file name {h.name!r}")
         return f"/{h.type.value}/{h.name}"
 
-    def _remove_partial(self, path: str) -> None:
+    def _remove_partial(self, h: Handle, path: str) -> None:
         """Delete what a failed upload may have left at ``path`` and confirm it is gone.
 
         rclone may still be finishing the broken request (writing, then removing its partial
-        file) while this runs, so absence is confirmed by consecutive checks, with a bound.
+        file) while this runs, so absence is confirmed by consecutive checks, with a bound. The
+        checks list the folder rather than ask for the one file: rclone remembers every file it
+        has been asked about, so a question answered while the partial file briefly existed
+        would keep "finding" it after rclone itself removed it; a listing re-reads the folder and
+        replaces what rclone remembers about it.
         """
         absent = 0
         for attempt in range(_CLEANUP_POLLS):
             try:
-                self._head(path)
-            except NotFound:
-                absent += 1
-                if absent >= _CLEANUP_CONFIRM:
-                    return
+                present = self._present(h)
             except Exception as exc:
                 log.debug("checking %s after a failed upload: %s", path, exc)
                 absent = 0
             else:
-                absent = 0
-                with contextlib.suppress(Exception):
-                    self._request("DELETE", path, what="clean up")
+                if not present:
+                    absent += 1
+                    if absent >= _CLEANUP_CONFIRM:
+                        return
+                else:
+                    absent = 0
+                    with contextlib.suppress(Exception):
+                        self._request("DELETE", path, what="clean up")
             time.sleep(min(0.02 * (attempt + 1), 0.2))  # bounded: at most _CLEANUP_POLLS checks
         log.warning("could not confirm that the partial upload %s on %s was removed", path, self._remote)
+
+    def _present(self, h: Handle) -> bool:
+        if h.type is FileType.CONFIG:
+            try:
+                self._head(self._path(h))
+            except NotFound:
+                return False
+            return True
+        return any(info.name == h.name for info in self.list(h.type))
 
     def _ensure_server(self) -> str:
         with self._lock:
