@@ -15,11 +15,15 @@ import pytest
 
 # Real servers the tests start on 127.0.0.1 live in tests/servers/<name>.py as fixture plugins;
 # each module is discovered, so adding a server touches no shared file.
-pytest_plugins = sorted(
-    f"tests.servers.{p.stem}"
-    for p in (_Path(__file__).parent / "servers").glob("*.py")
-    if not p.stem.startswith("_")
-)
+pytest_plugins = [
+    *sorted(
+        f"tests.servers.{p.stem}"
+        for p in (_Path(__file__).parent / "servers").glob("*.py")
+        if not p.stem.startswith("_")
+    ),
+    "tests.fakes.tls",  # test_ca, trust_test_ca: a throw-away CA for the TLS fakes
+    "tests.fakes.netguard",  # loopback_only: fails any connection to another machine
+]
 
 
 @pytest.fixture(scope="session")

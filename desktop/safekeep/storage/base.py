@@ -43,6 +43,9 @@ class FileType(enum.Enum):
     SNAPSHOT = "snapshots"
     INDEX = "index"
     PACK = "data"
+    APP = "safekeep"
+    """Safekeep's own files beside the repository (the audit log's off-site copy). restic reads
+    only the folders above, so ``restic check`` ignores this one."""
 
 
 @dataclass(frozen=True, slots=True)

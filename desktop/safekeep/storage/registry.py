@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from safekeep.storage.base import Backend
 from safekeep.storage.errors import InvalidLocation
 from safekeep.storage.providers.local import LocalBackend
+from safekeep.storage.secrets import SecretStore
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +60,20 @@ class ProviderSettings:
     ``env`` holds credentials under restic's environment variable names (``AWS_ACCESS_KEY_ID``,
     ``AZURE_ACCOUNT_NAME``, ...); ``None`` means the process environment. ``options`` are
     provider options in restic's ``-o name=value`` style, e.g. ``s3.storage-class=GLACIER``.
-    ``secret`` resolves a stored secret reference (the app's keyring); ``None`` = none stored.
+    ``store`` holds the destination's secrets (the app's keyring, scoped to the destination):
+    passwords the person entered and tokens a provider obtained by signing in. ``secret`` is the
+    read-only form kept for providers that only read; :meth:`lookup_secret` consults both.
     """
 
     env: Mapping[str, str] | None = None
     options: Mapping[str, str] = field(default_factory=dict)
     secret: Callable[[str], str | None] | None = None
+    store: SecretStore | None = None
+
+    def lookup_secret(self, name: str) -> str | None:
+        if self.secret is not None and (value := self.secret(name)) is not None:
+            return value
+        return self.store.get(name) if self.store is not None else None
 
     def getenv(self, name: str, default: str = "") -> str:
         source = os.environ if self.env is None else self.env

@@ -110,8 +110,8 @@ def _config(location: Location, settings: ProviderSettings) -> _Config:
             "ftp.allow-plaintext=true if you accept the risk.",
         )
     password = settings.getenv(PASSWORD_ENV)
-    if not password and settings.secret is not None:
-        password = settings.secret(PASSWORD_SECRET) or ""
+    if not password:
+        password = settings.lookup_secret(PASSWORD_SECRET) or ""
     context = None
     if tls:
         context = ssl.create_default_context(cafile=settings.option("ftp.ca-file") or None)

@@ -251,8 +251,8 @@ class SftpConfig:
 
 def _secret(settings: ProviderSettings, env: str, ref: str) -> Secret | None:
     value = settings.getenv(env)
-    if not value and settings.secret is not None:
-        value = settings.secret(ref) or ""
+    if not value:
+        value = settings.lookup_secret(ref) or ""
     return Secret(value) if value else None
 
 

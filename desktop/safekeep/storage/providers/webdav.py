@@ -820,8 +820,8 @@ def config_from(location: Location, settings: ProviderSettings) -> WebDAVConfig:
     password = settings.getenv("SAFEKEEP_WEBDAV_PASSWORD")
     if not user:
         user = location.user
-    if not password and user and settings.secret is not None:
-        password = settings.secret("webdav-password") or ""
+    if not password and user:
+        password = settings.lookup_secret("webdav-password") or ""
     if not user or not password:
         raise PermissionDenied(
             f"No user name or password for the WebDAV server {location.host}.",
