@@ -19,6 +19,8 @@ from safekeep.cli.output import format_bytes, format_duration
 from safekeep.cli.progress import item_error_printer, make_progress
 from safekeep.common.errors import SafekeepError, UsageError
 from safekeep.core.archiver import Archiver, BackupOptions, BackupSummary
+from safekeep.engine.events import JobEvent
+from safekeep.state.model import Outcome, Reason
 
 EXIT_PARTIAL = 3
 
@@ -27,7 +29,16 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser(
         "backup", help="back up files and folders", description="Create a new snapshot of PATH..."
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="files and folders to back up")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="files and folders to back up")
+    p.add_argument(
+        "--plan",
+        metavar="NAME",
+        help="run the backup plan NAME to all its destinations instead (waits; the exit status is "
+        "the worst destination's)",
+    )
+    p.add_argument(
+        "--reason", default="", metavar="TEXT", help="with --plan: why it runs (kept in the history)"
+    )
     p.add_argument(
         "-e", "--exclude", action="append", default=[], metavar="PATTERN", help="exclude PATTERN (repeatable)"
     )
@@ -70,6 +81,12 @@ def split_tags(values: list[str]) -> tuple[str, ...]:
 
 
 def run(ctx: CliContext, args: argparse.Namespace) -> int:
+    if args.plan:
+        if args.paths:
+            raise UsageError("Give either --plan or paths to back up, not both.")
+        return run_plan(ctx, args.plan, Reason.MANUAL if not args.reason else Reason.EXTERNAL, args.reason)
+    if not args.paths:
+        raise UsageError("Nothing to back up.", hint="Give folders to back up, or --plan NAME.")
     if args.force and args.parent:
         raise UsageError("--force and --parent cannot be used together.")
     excludes = list(args.exclude)
@@ -102,6 +119,60 @@ def run(ctx: CliContext, args: argparse.Namespace) -> int:
             out.warn("Warning: at least one source file could not be read")
         return EXIT_PARTIAL
     return 0
+
+
+def run_plan(ctx: CliContext, name: str, reason: Reason, reason_text: str) -> int:
+    """Run a plan to all its destinations, wait, print each result; exit status by the worst."""
+    service = ctx.service()
+    plan = service.plan(name)
+    dests = {d.id: d.name for d in service.destinations()}
+    out = ctx.out
+    current: dict[str, str] = {}
+
+    def on_event(event: JobEvent) -> None:
+        if event.kind == "started":
+            current["dest"] = dests.get(event.destination_id, event.destination_id)
+            out.info(f"backing up {plan.name} to {current['dest']}")
+        elif event.kind == "progress" and not out.json_mode and out.stderr_is_tty:
+            d = event.data
+            out.show_progress(
+                f"[{current.get('dest', '')}] {d.get('files_done', 0)} files, "
+                f"{format_bytes(int(d.get('bytes_done', 0)))}"
+            )
+        elif event.kind == "file_error":
+            out.warn(f"could not back up {event.data.get('path')}: {event.data.get('message')}")
+        if event.kind != "secret":
+            out.json({"message_type": event.kind, "destination_id": event.destination_id, **event.data})
+
+    run_id = service.run_plan(plan.id, reason, reason_text, on_event=on_event)
+    cancelling = False
+    while True:
+        result = service.wait(run_id, timeout=0.25)
+        if result.finished is not None:
+            break
+        if ctx.cancel.cancelled and not cancelling:
+            cancelling = service.cancel(run_id)
+    out.clear_progress()
+    for res in result.results:
+        line = f"{dests.get(res.destination_id, res.destination_id)}: {res.outcome.value}"
+        if res.snapshot_id:
+            line += f", snapshot {res.snapshot_id[:8]} saved"
+        if res.skipped_count:
+            line += f", {res.skipped_count} item(s) skipped"
+        if res.error:
+            line += f" - {res.error}"
+        out.result(line)
+    out.json({"message_type": "run", **result.to_dict()})
+    return EXIT_BY_OUTCOME.get(result.outcome, 1)
+
+
+EXIT_BY_OUTCOME = {
+    Outcome.SUCCESS: 0,
+    Outcome.WARNING: EXIT_PARTIAL,
+    Outcome.CANCELLED: 130,
+    Outcome.INTERRUPTED: 1,
+    Outcome.FAILED: 1,
+}
 
 
 def summary_json(s: BackupSummary, elapsed: float) -> dict[str, Any]:

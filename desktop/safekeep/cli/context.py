@@ -26,6 +26,7 @@ import os
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import platformdirs
 
@@ -38,6 +39,9 @@ from safekeep.core.locks import Lock
 from safekeep.core.repository import Repository, RepositoryOptions
 from safekeep.storage.base import Backend
 from safekeep.storage.compose import StorageOptions, open_backend
+
+if TYPE_CHECKING:
+    from safekeep.engine.service import Service
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +86,7 @@ class CliContext:
         self.out = out
         self.cancel = cancel
         self.env: Mapping[str, str] = os.environ if env is None else env
+        self._service: Service | None = None
 
     # -------------------------------------------------------------- location
 
@@ -149,6 +154,19 @@ class CliContext:
             raise UsageError(f"{ENV_TEST_KDF} must be 'N,r,p' (for tests only): {exc}") from exc
         log.warning("using test scrypt parameters from %s: N=%d r=%d p=%d", ENV_TEST_KDF, n, r, p)
         return params
+
+    def service(self) -> Service:
+        """The app's service (plans, destinations, history), opened on first use."""
+        if self._service is None:
+            from safekeep.engine.service import Service  # noqa: PLC0415 - only the commands using it pay
+
+            self._service = Service.open()
+        return self._service
+
+    def close(self) -> None:
+        if self._service is not None:
+            self._service.close()
+            self._service = None
 
     def cache_dir(self) -> str | None:
         """Root of the local repository cache (remote repositories only), or None for none."""

@@ -38,10 +38,13 @@ from safekeep.cli import (
     backup,
     cat,
     check,
+    history_cmd,
     init,
     key,
     ls,
+    plan_cmd,
     restore,
+    run_job,
     snapshots,
     storage_cmd,
     unlock,
@@ -64,7 +67,22 @@ EXIT_NO_REPOSITORY = 10
 EXIT_LOCKED = 11
 EXIT_WRONG_PASSWORD = 12
 
-COMMANDS = [init, backup, snapshots, ls, restore, check, cat, key, unlock, storage_cmd, version]
+COMMANDS = [
+    init,
+    backup,
+    snapshots,
+    ls,
+    restore,
+    check,
+    cat,
+    key,
+    unlock,
+    storage_cmd,
+    plan_cmd,
+    history_cmd,
+    run_job,
+    version,
+]
 
 EPILOG = """\
 exit status:
@@ -194,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             out.warn("(run with -v to see the details)")
         return EXIT_FAILURE
+    finally:
+        ctx.close()
 
 
 def _report(out: Output, exc: SafekeepError, code: int) -> None:

@@ -1,0 +1,83 @@
+"""What a worker is asked to do: a job, sent as one JSON document on the worker's stdin.
+
+A job carries the secrets it needs (the repository password, provider credentials, the
+destination's stored tokens) so the worker never touches the keyring; stdin is a pipe between
+the two processes, never a command line or a file. ``repr`` hides them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from safekeep.state.model import Destination
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One job on one destination.
+
+    ``kind``: ``backup`` (``sources``, ``excludes``, ``tags``), ``check`` (``read_data``) or
+    ``restore`` (``snapshot_id``, ``paths``, ``target``).
+    """
+
+    kind: str
+    run_id: str
+    destination: Destination
+    password: str = field(repr=False)
+    secret_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    store: Mapping[str, str] = field(default_factory=dict, repr=False)
+    sources: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    read_data: bool = False
+    snapshot_id: str = ""
+    paths: tuple[str, ...] = ()
+    target: str = ""
+    cache_dir: str | None = None
+    kdf: tuple[int, int, int] | None = None  # cheap scrypt parameters for tests, else None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "kind": self.kind,
+                "run_id": self.run_id,
+                "destination": self.destination.to_dict(),
+                "password": self.password,
+                "secret_env": dict(self.secret_env),
+                "store": dict(self.store),
+                "sources": list(self.sources),
+                "excludes": list(self.excludes),
+                "tags": list(self.tags),
+                "read_data": self.read_data,
+                "snapshot_id": self.snapshot_id,
+                "paths": list(self.paths),
+                "target": self.target,
+                "cache_dir": self.cache_dir,
+                "kdf": list(self.kdf) if self.kdf else None,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Job:
+        d: dict[str, Any] = json.loads(text)
+        kdf = d.get("kdf")
+        return cls(
+            kind=str(d["kind"]),
+            run_id=str(d["run_id"]),
+            destination=Destination.from_dict(d["destination"]),
+            password=str(d["password"]),
+            secret_env={str(k): str(v) for k, v in (d.get("secret_env") or {}).items()},
+            store={str(k): str(v) for k, v in (d.get("store") or {}).items()},
+            sources=tuple(d.get("sources") or ()),
+            excludes=tuple(d.get("excludes") or ()),
+            tags=tuple(d.get("tags") or ()),
+            read_data=bool(d.get("read_data")),
+            snapshot_id=str(d.get("snapshot_id") or ""),
+            paths=tuple(d.get("paths") or ()),
+            target=str(d.get("target") or ""),
+            cache_dir=d.get("cache_dir"),
+            kdf=(int(kdf[0]), int(kdf[1]), int(kdf[2])) if kdf else None,
+        )

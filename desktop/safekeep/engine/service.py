@@ -1,0 +1,561 @@
+"""The service: what the GUI and the CLI ask of Safekeep.
+
+:class:`Service` ties the app database, the keyring, the audit log and the job workers together.
+Its calls may block (disk, network, keyring), so the GUI calls them from a background thread.
+
+Running a plan (:meth:`Service.run_plan`) returns a run id at once; a thread then runs the
+plan's destinations one after another, each in its own worker process, waiting its turn when
+another job holds the same repository (one job per repository at a time, others queue). Each
+destination's result is recorded as it ends; the run's outcome is the worst of them, and a
+failure on one destination never stops the others. Events from the workers reach the callback
+given to ``run_plan`` and every subscriber (:meth:`Service.subscribe`).
+
+If the process running a plan dies, its run stays "running" in the database until the next
+:class:`Service` opens and finds the process gone: the run is then marked "interrupted". The
+worker of the next run removes the stale repository locks the dead one left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from safekeep.common.cancel import NEVER, CancelToken
+from safekeep.common.clock import SYSTEM_CLOCK, Clock
+from safekeep.common.errors import SafekeepError, UsageError
+from safekeep.core.format.keys import KDFParams
+from safekeep.core.locks import pid_alive
+from safekeep.core.repository import Repository, RepositoryOptions
+from safekeep.engine.events import JobEvent
+from safekeep.engine.jobs import Job
+from safekeep.engine.runner import WorkerRun
+from safekeep.state import paths
+from safekeep.state.audit import AuditLog
+from safekeep.state.db import AppDatabase
+from safekeep.state.model import (
+    PASSWORD_SECRET,
+    Destination,
+    DestinationResult,
+    Outcome,
+    Plan,
+    Reason,
+    Run,
+    new_id,
+)
+from safekeep.state.secrets import Secrets
+from safekeep.storage.base import Handle
+from safekeep.storage.compose import StorageOptions, open_backend
+from safekeep.storage.errors import NotFound
+from safekeep.storage.registry import ProviderSettings
+from safekeep.storage.secrets import MemorySecretStore, SecretStore
+from safekeep.storage.validate import ProbeResult, ProbeStep, probe
+
+log = logging.getLogger(__name__)
+
+PLAN_TAG_PREFIX = "plan:"
+AUDIT_LOG_NAME = "audit.jsonl"
+
+
+class PlanNotFound(SafekeepError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"There is no backup plan called {name!r}.",
+            hint="List the plans with 'safekeep plan list'.",
+        )
+
+
+class DestinationNotFound(SafekeepError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"There is no destination called {name!r}.",
+            hint="List them with 'safekeep plan show NAME' or add one with 'safekeep plan add'.",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunProgress:
+    """The latest numbers of a running run (for the tray and the dashboard)."""
+
+    destination_id: str = ""
+    phase: str = ""
+    files_done: int = 0
+    files_total: int = -1
+    bytes_done: int = 0
+    bytes_total: int = -1
+    current_path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PlanStatus:
+    """A plan as the dashboard shows it."""
+
+    plan: Plan
+    state: Outcome  # RUNNING / QUEUED while a run is going on, else the last run's outcome
+    last_run: Run | None
+    last_success: float | None
+    running_id: str = ""
+    progress: RunProgress | None = None
+    destinations: Mapping[str, Outcome] = field(default_factory=dict)
+
+
+def plan_tag(plan: Plan) -> str:
+    return PLAN_TAG_PREFIX + plan.id
+
+
+@dataclass
+class _Active:
+    run: Run
+    done: threading.Event = field(default_factory=threading.Event)
+    cancel: CancelToken = field(default_factory=CancelToken)
+    worker: WorkerRun | None = None
+    progress: RunProgress | None = None
+
+
+class Service:
+    """The engine's API. Create with :meth:`open`; safe to call from several threads."""
+
+    def __init__(
+        self,
+        db: AppDatabase,
+        secrets: Secrets,
+        audit: AuditLog,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        cache_dir: Path | None = None,
+        worker_command: Sequence[str] | None = None,
+        worker_env: Mapping[str, str] | None = None,
+        kdf: KDFParams | None = None,
+    ) -> None:
+        self.db = db
+        self.secrets = secrets
+        self.audit = audit
+        self.clock = clock
+        self.cache_dir = cache_dir
+        self._worker_command = list(worker_command) if worker_command else None
+        self._worker_env = dict(worker_env) if worker_env is not None else None
+        self._kdf = kdf
+        self._lock = threading.Lock()
+        self._active: dict[str, _Active] = {}
+        self._repo_locks: dict[str, threading.Lock] = {}
+        self._subscribers: list[Callable[[JobEvent], None]] = []
+        interrupted = self.db.interrupt_unfinished(pid_alive)
+        for run_id in interrupted:
+            log.warning("run %s was interrupted (its process is gone)", run_id)
+
+    @classmethod
+    def open(cls, home: Path | None = None, *, clock: Clock = SYSTEM_CLOCK) -> Service:
+        """The service over this user's app database, keyring and audit log.
+
+        ``home`` overrides ``SAFEKEEP_HOME`` (everything under one folder).
+        """
+        env: Mapping[str, str] = dict(os.environ, SAFEKEEP_HOME=str(home)) if home else os.environ
+        db = AppDatabase.open(paths.database_path(env), clock=clock)
+        secrets = Secrets.open(env=env)
+        audit = AuditLog(paths.data_dir(env) / AUDIT_LOG_NAME, clock=clock)
+        kdf = None
+        raw = env.get("SAFEKEEP_TEST_KDF", "")
+        if raw:
+            n, r, p = (int(x) for x in raw.split(","))
+            kdf = KDFParams(n, r, p)
+        return cls(db, secrets, audit, clock=clock, cache_dir=paths.cache_dir(env), kdf=kdf)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------------ destinations
+
+    def destinations(self) -> list[Destination]:
+        return self.db.destinations()
+
+    def destination(self, name_or_id: str) -> Destination:
+        for d in self.db.destinations():
+            if d.id == name_or_id or d.name.casefold() == name_or_id.casefold():
+                return d
+        raise DestinationNotFound(name_or_id)
+
+    def _settings(self, dest: Destination, store: SecretStore | None = None) -> ProviderSettings:
+        scope = store if store is not None else self.secrets.scope(dest.id)
+        env = dict(dest.env)
+        for name in dest.secret_env:
+            value = scope.get(name)
+            if value is not None:
+                env[name] = value
+        return ProviderSettings(env=env, options=dict(dest.options), store=scope)
+
+    def _storage_options(self, dest: Destination, settings: ProviderSettings) -> StorageOptions:
+        return StorageOptions(
+            provider=settings,
+            upload_limit_kib=dest.upload_limit_kib,
+            download_limit_kib=dest.download_limit_kib,
+        )
+
+    def test_location(
+        self,
+        location: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        secrets: Mapping[str, str] | None = None,
+        options: Mapping[str, str] | None = None,
+        store: SecretStore | None = None,
+        on_step: Callable[[ProbeStep], None] | None = None,
+        cancel: CancelToken = NEVER,
+    ) -> ProbeResult:
+        """Run the "Test connection" probe against a location before it is saved."""
+        settings = ProviderSettings(
+            env={**(env or {}), **(secrets or {})}, options=dict(options or {}), store=store
+        )
+        backend = open_backend(location, options=StorageOptions(provider=settings, retry_attempts=2))
+        try:
+            return probe(backend, on_step=on_step, clock=self.clock, cancel=cancel)
+        finally:
+            backend.close()
+
+    def add_destination(
+        self,
+        name: str,
+        location: str,
+        *,
+        password: str,
+        env: Mapping[str, str] | None = None,
+        secrets: Mapping[str, str] | None = None,
+        options: Mapping[str, str] | None = None,
+        create: bool = True,
+        removable: bool = False,
+        store: SecretStore | None = None,
+        cancel: CancelToken = NEVER,
+    ) -> Destination:
+        """Save a destination: create its repository (``create``) or open an existing one.
+
+        The password and ``secrets`` go to the keyring; ``store`` holds what a sign-in already
+        obtained (its values are copied to the keyring). Nothing is saved if the repository
+        cannot be created or opened.
+        """
+        if not password:
+            raise UsageError("A destination needs a repository password.")
+        if any(d.name.casefold() == name.casefold() for d in self.db.destinations()):
+            raise UsageError(f"A destination called {name!r} exists already.", hint="Choose another name.")
+        dest = Destination(
+            id=new_id(),
+            name=name,
+            location=location,
+            env=dict(env or {}),
+            secret_env=tuple(sorted((secrets or {}).keys())),
+            options=dict(options or {}),
+            removable=removable,
+        )
+        scope = self.secrets.scope(dest.id)
+        try:
+            scope.set(PASSWORD_SECRET, password)
+            for k, v in (secrets or {}).items():
+                scope.set(k, v)
+            if isinstance(store, MemorySecretStore):
+                for k in store.names():
+                    value = store.get(k)
+                    if value is not None:
+                        scope.set(k, value)
+            settings = self._settings(dest, scope)
+            backend = open_backend(location, options=self._storage_options(dest, settings))
+            try:
+                repo_options = RepositoryOptions(kdf=self._kdf)
+                if create:
+                    try:
+                        backend.stat(Handle.config(), cancel=cancel)
+                        exists = True
+                    except NotFound:
+                        exists = False
+                    repo = (
+                        Repository.open(backend, password, cancel=cancel)
+                        if exists
+                        else Repository.init(backend, password, options=repo_options, cancel=cancel)
+                    )
+                else:
+                    repo = Repository.open(backend, password, cancel=cancel)
+                repo.close()
+            finally:
+                backend.close()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.secrets.delete_scope(dest.id)
+            raise
+        self.db.save_destination(dest)
+        self._audit("destination-add", f"destination {name} ({location})", "success")
+        return dest
+
+    def remove_destination(self, name_or_id: str) -> None:
+        dest = self.destination(name_or_id)
+        self.db.remove_destination(dest.id)
+        with contextlib.suppress(SafekeepError):
+            self.secrets.delete_scope(dest.id)
+        self._audit("destination-remove", f"destination {dest.name} ({dest.location})", "success")
+
+    def destination_password(self, dest: Destination) -> str:
+        value = self.secrets.scope(dest.id).get(PASSWORD_SECRET)
+        if value is None:
+            raise SafekeepError(
+                f"The password of the destination {dest.name!r} is not in the keyring.",
+                hint="Connect the destination again (it asks for the password), or restore the "
+                "keyring from the recovery kit.",
+            )
+        return value
+
+    # ------------------------------------------------------------------ plans
+
+    def plans(self) -> list[Plan]:
+        return self.db.plans()
+
+    def plan(self, name_or_id: str) -> Plan:
+        found = self.db.find_plan(name_or_id)
+        if found is None:
+            raise PlanNotFound(name_or_id)
+        return found
+
+    def save_plan(self, plan: Plan) -> Plan:
+        if not plan.sources:
+            raise UsageError(f"The plan {plan.name!r} has nothing to back up.", hint="Add a folder.")
+        if not plan.destination_ids:
+            raise UsageError(f"The plan {plan.name!r} has no destination.", hint="Add a destination.")
+        existed = self.db.plan(plan.id) is not None
+        self.db.save_plan(plan)
+        self._audit("plan-change" if existed else "plan-add", f"plan {plan.name}", "success")
+        return plan
+
+    def remove_plan(self, name_or_id: str) -> None:
+        plan = self.plan(name_or_id)
+        self.db.remove_plan(plan.id)
+        self._audit("plan-remove", f"plan {plan.name}", "success")
+
+    # ------------------------------------------------------------------ runs
+
+    def subscribe(self, callback: Callable[[JobEvent], None]) -> Callable[[], None]:
+        """Receive every job event (on a background thread); returns an unsubscribe function."""
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def run_plan(
+        self,
+        name_or_id: str,
+        reason: Reason = Reason.MANUAL,
+        reason_text: str = "",
+        *,
+        on_event: Callable[[JobEvent], None] | None = None,
+    ) -> str:
+        """Start a backup of the plan to all its destinations; returns the run's id at once."""
+        plan = self.plan(name_or_id)
+        with self._lock:
+            for active in self._active.values():
+                if active.run.plan_id == plan.id and active.run.kind == "backup":
+                    log.info("plan %s is already running (run %s)", plan.name, active.run.id)
+                    return active.run.id
+        dests = [self._dest_by_id(i) for i in plan.destination_ids]
+        run = Run(
+            id=new_id(),
+            plan_id=plan.id,
+            kind="backup",
+            reason=reason,
+            reason_text=reason_text,
+            started=self.clock.time(),
+            outcome=Outcome.QUEUED,
+        )
+        self.db.add_run(run)
+        self.db.set_worker(run.id, os.getpid())
+        active = _Active(run)
+        with self._lock:
+            self._active[run.id] = active
+        thread = threading.Thread(
+            target=self._run_backup, args=(plan, dests, active, on_event), name=f"run-{run.id}", daemon=True
+        )
+        thread.start()
+        return run.id
+
+    def _dest_by_id(self, dest_id: str) -> Destination:
+        dest = self.db.destination(dest_id)
+        if dest is None:
+            raise DestinationNotFound(dest_id)
+        return dest
+
+    def _repo_lock(self, location: str) -> threading.Lock:
+        with self._lock:
+            return self._repo_locks.setdefault(location, threading.Lock())
+
+    def _emit(self, event: JobEvent, on_event: Callable[[JobEvent], None] | None) -> None:
+        with self._lock:
+            targets = list(self._subscribers)
+        if on_event is not None:
+            targets.insert(0, on_event)
+        for callback in targets:
+            try:
+                callback(event)
+            except Exception:
+                log.exception("an event subscriber failed")
+
+    def _run_backup(
+        self,
+        plan: Plan,
+        dests: list[Destination],
+        active: _Active,
+        on_event: Callable[[JobEvent], None] | None,
+    ) -> None:
+        results: list[DestinationResult] = []
+        try:
+            for dest in dests:
+                if active.cancel.cancelled:
+                    result = DestinationResult(
+                        dest.id, Outcome.CANCELLED, error="Cancelled before it started."
+                    )
+                else:
+                    job = Job(
+                        kind="backup",
+                        run_id=active.run.id,
+                        destination=dest,
+                        password="",
+                        sources=plan.sources,
+                        excludes=plan.excludes,
+                        tags=(plan_tag(plan),),
+                    )
+                    result = self._run_job(job, active, on_event)
+                results.append(result)
+                self.db.set_result(active.run.id, result)
+                self._audit_result("backup", f"plan {plan.name} to {dest.name}", result)
+        finally:
+            outcome = Outcome.worst([r.outcome for r in results]) if results else Outcome.CANCELLED
+            self.db.finish_run(active.run.id, outcome, self.clock.time())
+            with self._lock:
+                self._active.pop(active.run.id, None)
+            active.done.set()
+
+    def _run_job(
+        self, job: Job, active: _Active, on_event: Callable[[JobEvent], None] | None
+    ) -> DestinationResult:
+        dest = job.destination
+        try:
+            password = self.destination_password(dest)
+            scope = self.secrets.scope(dest.id)
+            secret_env = {n: v for n in dest.secret_env if (v := scope.get(n)) is not None}
+        except SafekeepError as exc:
+            return DestinationResult(dest.id, Outcome.FAILED, error=exc.user_text())
+        job = replace(
+            job,
+            password=password,
+            secret_env=secret_env,
+            cache_dir=str(self.cache_dir / "repositories") if self.cache_dir else None,
+            kdf=(self._kdf.n, self._kdf.r, self._kdf.p) if self._kdf else None,
+        )
+
+        def relay(event: JobEvent) -> None:
+            if event.kind == "secret":  # a provider rotated a token: keep the new one
+                name = str(event.data.get("name", ""))
+                value = event.data.get("value")
+                if value is None:
+                    scope.delete(name)
+                else:
+                    scope.set(name, str(value))
+                return
+            if event.kind == "progress":
+                d = event.data
+                active.progress = RunProgress(
+                    destination_id=dest.id,
+                    phase=str(d.get("phase", "")),
+                    files_done=int(d.get("files_done", 0)),
+                    files_total=int(d.get("files_total", -1)),
+                    bytes_done=int(d.get("bytes_done", 0)),
+                    bytes_total=int(d.get("bytes_total", -1)),
+                    current_path=str(d.get("current_path", "")),
+                )
+            self._emit(event, on_event)
+
+        with self._repo_lock(dest.location):
+            if active.cancel.cancelled:
+                return DestinationResult(dest.id, Outcome.CANCELLED, error="Cancelled before it started.")
+            self.db.update_run_outcome(active.run.id, Outcome.RUNNING)
+            try:
+                worker = WorkerRun(job, on_event=relay, command=self._worker_command, env=self._worker_env)
+            except OSError as exc:
+                return DestinationResult(
+                    dest.id, Outcome.FAILED, error=f"The backup process could not be started: {exc}."
+                )
+            active.worker = worker
+            if active.cancel.cancelled:
+                worker.cancel()
+            try:
+                return worker.wait()
+            finally:
+                active.worker = None
+
+    def cancel(self, run_id: str) -> bool:
+        """Stop a run (queued destinations do not start); False if it is not running."""
+        with self._lock:
+            active = self._active.get(run_id)
+        if active is None:
+            return False
+        active.cancel.cancel()
+        if active.worker is not None:
+            active.worker.cancel()
+        return True
+
+    def wait(self, run_id: str, timeout: float | None = None) -> Run:
+        """Block until the run ends (or ``timeout``); the run as recorded."""
+        with self._lock:
+            active = self._active.get(run_id)
+        if active is not None:
+            active.done.wait(timeout)
+        run = self.db.run(run_id)
+        if run is None:
+            raise SafekeepError(f"There is no run {run_id!r}.")
+        return run
+
+    def running(self) -> list[Run]:
+        with self._lock:
+            return [a.run for a in self._active.values()]
+
+    def history(self, plan: str | None = None, limit: int = 50) -> list[Run]:
+        plan_id = self.plan(plan).id if plan else None
+        return self.db.runs(plan_id=plan_id, limit=limit)
+
+    def status(self) -> list[PlanStatus]:
+        out: list[PlanStatus] = []
+        with self._lock:
+            active_by_plan = {a.run.plan_id: a for a in self._active.values()}
+        for plan in self.db.plans():
+            runs = self.db.runs(plan_id=plan.id, limit=1, kind="backup")
+            last = runs[0] if runs else None
+            active = active_by_plan.get(plan.id)
+            last_ok = self.db.last_success(plan.id)
+            dest_states = {r.destination_id: r.outcome for r in (last.results if last else ())}
+            if active is not None:
+                state = Outcome.RUNNING if active.worker is not None else Outcome.QUEUED
+                out.append(
+                    PlanStatus(plan, state, last, last_ok, active.run.id, active.progress, dest_states)
+                )
+            else:
+                state = last.outcome if last is not None else Outcome.QUEUED
+                out.append(PlanStatus(plan, state, last, last_ok, destinations=dest_states))
+        return out
+
+    # ------------------------------------------------------------------ audit
+
+    def _audit(self, action: str, target: str, outcome: str, **details: object) -> None:
+        try:
+            self.audit.append(action=action, target=target, outcome=outcome, details=dict(details))
+        except (OSError, SafekeepError) as exc:
+            log.error("could not write to the audit log: %s", exc)
+
+    def _audit_result(self, action: str, target: str, result: DestinationResult) -> None:
+        details: dict[str, object] = {"destination_id": result.destination_id}
+        if result.snapshot_id:
+            details["snapshot"] = result.snapshot_id
+        if result.skipped_count:
+            details["skipped"] = result.skipped_count
+        if result.error:
+            details["error"] = result.error
+        self._audit(action, target, result.outcome.value, **details)

@@ -1,0 +1,272 @@
+"""The job worker: runs one :class:`~safekeep.engine.jobs.Job` and reports as JSON lines.
+
+It runs as ``safekeep run-job`` in a child process of the app, the daemon or
+``safekeep backup --plan``. Protocol on its pipes:
+
+* stdin: the job as one JSON line, then control lines; ``{"cancel": true}`` cancels. A closed
+  stdin (the parent died) cancels too, and so does SIGTERM.
+* stdout: events (:mod:`safekeep.engine.events`), one per line, the last one ``finished`` or
+  ``failed``.
+* stderr: log messages, which the parent keeps for a crash report.
+
+A cancelled backup writes no snapshot and leaves the repository valid (packs are written before
+the index, the index before the snapshot; restic calls such unreferenced packs harmless). Before
+working the worker removes stale locks left by dead processes on this computer, so a job after a
+crash recovers by itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+from safekeep.common.cancel import CancelToken
+from safekeep.common.errors import Cancelled, SafekeepError
+from safekeep.common.progress import Progress
+from safekeep.core.archiver import Archiver, BackupOptions
+from safekeep.core.checker import Checker, CheckOptions
+from safekeep.core.format.keys import KDFParams
+from safekeep.core.locks import Lock, remove_stale_locks
+from safekeep.core.repository import Repository, RepositoryOptions
+from safekeep.core.restorer import RestoreOptions, Restorer
+from safekeep.engine.events import JobEvent
+from safekeep.engine.jobs import Job
+from safekeep.state.model import DestinationResult, Outcome, SkippedFile
+from safekeep.storage.compose import StorageOptions, open_backend
+from safekeep.storage.registry import ProviderSettings
+
+log = logging.getLogger(__name__)
+
+MAX_SKIPPED_REPORTED = 10_000
+
+
+class Emitter:
+    """Writes events to the parent, one line each, from any thread."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+
+    def __call__(self, kind: str, **data: Any) -> None:
+        line = JobEvent(kind, data=data).to_line()
+        with self._lock:
+            self._out.write(line)
+            self._out.flush()
+
+
+class _ProgressEvents:
+    def __init__(self, emit: Emitter) -> None:
+        self._emit = emit
+
+    def progress(self, p: Progress) -> None:
+        self._emit(
+            "progress",
+            phase=p.phase,
+            files_done=p.files_done,
+            files_total=p.files_total,
+            bytes_done=p.bytes_done,
+            bytes_total=p.bytes_total,
+            errors=p.errors,
+            current_path=p.current_path,
+            elapsed=round(p.elapsed, 3),
+        )
+
+
+class _ReportingStore:
+    """The destination's secrets as the provider sees them; changes go back to the parent."""
+
+    def __init__(self, initial: dict[str, str], emit: Emitter) -> None:
+        self._items = dict(initial)
+        self._emit = emit
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> str | None:
+        with self._lock:
+            return self._items.get(name)
+
+    def set(self, name: str, value: str) -> None:
+        with self._lock:
+            self._items[name] = value
+        self._emit("secret", name=name, value=value)
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            self._items.pop(name, None)
+        self._emit("secret", name=name, value=None)
+
+    def __repr__(self) -> str:
+        return "_ReportingStore(***)"
+
+
+@contextlib.contextmanager
+def open_repository(job: Job, emit: Emitter, cancel: CancelToken) -> Iterator[Repository]:
+    dest = job.destination
+    env = {**dest.env, **job.secret_env}
+    settings = ProviderSettings(
+        env=env, options=dict(dest.options), store=_ReportingStore(dict(job.store), emit)
+    )
+    options = StorageOptions(
+        provider=settings, upload_limit_kib=dest.upload_limit_kib, download_limit_kib=dest.download_limit_kib
+    )
+    backend = open_backend(dest.location, options=options)
+    try:
+        kdf = KDFParams(*job.kdf) if job.kdf else None
+        repo = Repository.open(
+            backend,
+            job.password,
+            options=RepositoryOptions(cache_dir=job.cache_dir, kdf=kdf),
+            cancel=cancel,
+        )
+        try:
+            yield repo
+        finally:
+            repo.close()
+    finally:
+        backend.close()
+
+
+def _skipped(errors: list[tuple[str, str]]) -> tuple[SkippedFile, ...]:
+    return tuple(SkippedFile(p, m) for p, m in errors[:MAX_SKIPPED_REPORTED])
+
+
+def run_backup(job: Job, emit: Emitter, cancel: CancelToken) -> DestinationResult:
+    started = time.time()
+    with open_repository(job, emit, cancel) as repo:
+        stale = remove_stale_locks(repo)
+        if stale:
+            log.warning("removed %d stale lock(s) left by processes that no longer run", stale)
+        with Lock(repo, exclusive=False).acquire(cancel=cancel):
+            repo.load_index(cancel=cancel)
+            archiver = Archiver(
+                repo,
+                BackupOptions(excludes=job.excludes, tags=job.tags),
+                progress=_ProgressEvents(emit),
+                cancel=cancel,
+            )
+            archiver.recorder.on_record = lambda item: emit(
+                "file_error", path=item.path, message=item.message
+            )
+            _, summary = archiver.backup(list(job.sources))
+    return DestinationResult(
+        destination_id=job.destination.id,
+        outcome=Outcome.WARNING if summary.errors else Outcome.SUCCESS,
+        snapshot_id=summary.snapshot_id,
+        files=summary.total_files_processed,
+        bytes=summary.total_bytes_processed,
+        bytes_added=summary.data_added_packed,
+        skipped=_skipped(summary.errors),
+        started=started,
+        finished=time.time(),
+    )
+
+
+def run_check(job: Job, emit: Emitter, cancel: CancelToken) -> DestinationResult:
+    started = time.time()
+    with open_repository(job, emit, cancel) as repo:
+        with Lock(repo, exclusive=False).acquire(cancel=cancel):
+            result = Checker(
+                repo, CheckOptions(read_data=job.read_data), progress=_ProgressEvents(emit), cancel=cancel
+            ).run()
+    problems = [p.message for p in result.errors]
+    return DestinationResult(
+        destination_id=job.destination.id,
+        outcome=Outcome.SUCCESS if result.ok else Outcome.FAILED,
+        error="; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""),
+        started=started,
+        finished=time.time(),
+    )
+
+
+def run_restore(job: Job, emit: Emitter, cancel: CancelToken) -> DestinationResult:
+    started = time.time()
+    with open_repository(job, emit, cancel) as repo:
+        with Lock(repo, exclusive=False).acquire(cancel=cancel):
+            repo.load_index(cancel=cancel)
+            snap = repo.find_snapshot(job.snapshot_id or "latest", cancel=cancel)
+            restorer = Restorer(
+                repo, RestoreOptions(include=job.paths), progress=_ProgressEvents(emit), cancel=cancel
+            )
+            restorer.recorder.on_record = lambda item: emit(
+                "file_error", path=item.path, message=item.message
+            )
+            s = restorer.restore(snap, job.target)
+    return DestinationResult(
+        destination_id=job.destination.id,
+        outcome=Outcome.WARNING if s.errors else Outcome.SUCCESS,
+        snapshot_id=snap.id,
+        files=s.files_restored,
+        bytes=s.bytes_written,
+        skipped=_skipped(s.errors),
+        started=started,
+        finished=time.time(),
+    )
+
+
+RUNNERS: dict[str, Callable[[Job, Emitter, CancelToken], DestinationResult]] = {
+    "backup": run_backup,
+    "check": run_check,
+    "restore": run_restore,
+}
+
+
+def _watch_stdin(stdin: IO[str], cancel: CancelToken) -> None:
+    for line in stdin:
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            log.warning("ignoring a control line that is not JSON")
+            continue
+        if isinstance(msg, dict) and msg.get("cancel"):
+            log.info("cancel requested")
+            cancel.cancel()
+    # the parent closed our stdin (it finished with us, or it died): stop
+    cancel.cancel()
+
+
+def serve(stdin: IO[str], stdout: IO[str]) -> int:
+    """Read one job from ``stdin``, run it, report on ``stdout``; returns the exit status."""
+    emit = Emitter(stdout)
+    first = stdin.readline()
+    try:
+        job = Job.from_json(first)
+    except (ValueError, KeyError, TypeError) as exc:
+        emit("failed", message=f"The job description could not be read: {exc}.", hint="")
+        return 2
+    cancel = CancelToken()
+    threading.Thread(target=_watch_stdin, args=(stdin, cancel), name="job-control", daemon=True).start()
+    with contextlib.suppress(ValueError):  # not the main thread (tests call serve in-process)
+        signal.signal(signal.SIGTERM, lambda *_: cancel.cancel())
+    runner = RUNNERS.get(job.kind)
+    if runner is None:
+        emit("failed", message=f"Unknown job kind {job.kind!r}.", hint="")
+        return 2
+    emit("started", destination_id=job.destination.id, location=job.destination.location)
+    try:
+        result = runner(job, emit, cancel)
+    except Cancelled:
+        result = DestinationResult(
+            job.destination.id, Outcome.CANCELLED, error="Cancelled; nothing was left half-written."
+        )
+    except SafekeepError as exc:
+        emit("failed", message=exc.message, hint=exc.hint)
+        return 1
+    except Exception as exc:  # a bug: report it as a failure the person can pass on
+        log.exception("the job failed unexpectedly")
+        emit("failed", message=f"An unexpected error stopped the job: {exc!r}.", hint="")
+        return 1
+    emit("finished", result=result.to_dict())
+    return 0
+
+
+def main() -> int:
+    """Entry point of ``safekeep run-job``."""
+    sys.stdout.reconfigure(encoding="utf-8")  # type: ignore[union-attr]
+    sys.stdin.reconfigure(encoding="utf-8")  # type: ignore[union-attr]
+    return serve(sys.stdin, sys.stdout)
