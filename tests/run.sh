@@ -10,7 +10,12 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends \
-  python3 python3-venv python3-pip restic attr rclone openssh-server openssh-client >/dev/null
+  python3 python3-venv python3-pip restic attr rclone openssh-server openssh-client \
+  gnome-keyring libsecret-tools dbus dbus-x11 \
+  xvfb xauth xdotool x11-utils trayer dunst libnotify-bin imagemagick \
+  libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 \
+  libxcb-image0 libxcb-render-util0 libxcb-randr0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 \
+  libfontconfig1 libdbus-1-3 fonts-dejavu-core >/dev/null
 
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/python -m pip install -q --upgrade pip

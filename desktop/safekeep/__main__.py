@@ -1,5 +1,5 @@
-"""``python -m safekeep`` runs the command line."""
+"""``python -m safekeep``: the desktop app without arguments, the command line with them."""
 
-from safekeep.cli.main import main
+from safekeep.launcher import main
 
 raise SystemExit(main())

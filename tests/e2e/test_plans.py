@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.servers.s3 import MotoS3
 
 PASSWORD = "correct horse battery staple"
@@ -76,7 +75,11 @@ def add_plan(env: dict[str, str], source: Path, usb: Path, s3_location: str) -> 
 def restic_check(restic_bin: str, location: str, env: dict[str, str], tmp_path: Path) -> None:
     e = dict(env, RESTIC_PASSWORD=PASSWORD, RESTIC_CACHE_DIR=str(tmp_path / "restic-cache"))
     r = subprocess.run(
-        [restic_bin, "-r", location, "check", "--read-data"], env=e, capture_output=True, text=True, check=False
+        [restic_bin, "-r", location, "check", "--read-data"],
+        env=e,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "no errors were found" in r.stdout
@@ -85,7 +88,11 @@ def restic_check(restic_bin: str, location: str, env: dict[str, str], tmp_path: 
 def snapshots(restic_bin: str, location: str, env: dict[str, str], tmp_path: Path) -> list[dict[str, Any]]:
     e = dict(env, RESTIC_PASSWORD=PASSWORD, RESTIC_CACHE_DIR=str(tmp_path / "restic-cache"))
     r = subprocess.run(
-        [restic_bin, "-r", location, "snapshots", "--json"], env=e, capture_output=True, text=True, check=False
+        [restic_bin, "-r", location, "snapshots", "--json"],
+        env=e,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert r.returncode == 0, r.stderr
     result: list[dict[str, Any]] = json.loads(r.stdout)

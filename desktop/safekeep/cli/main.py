@@ -1,7 +1,8 @@
 """``safekeep``: the command-line entry point (``main(argv) -> exit status``).
 
 Global options come before the command: ``safekeep -r /mnt/usb/backup --json backup ~/Documents``.
-Without a command, the help is printed (the desktop GUI will live here later).
+Without a command the help is printed (``safekeep`` itself, :mod:`safekeep.launcher`, opens the
+desktop app then).
 
 Exit status (restic's conventions where they exist):
 
@@ -35,12 +36,14 @@ from collections.abc import Sequence
 from safekeep import __version__
 from safekeep.cli import (
     allocator,
+    audit_cmd,
     backup,
     cat,
     check,
     history_cmd,
     init,
     key,
+    login_cmd,
     ls,
     plan_cmd,
     restore,
@@ -80,6 +83,8 @@ COMMANDS = [
     storage_cmd,
     plan_cmd,
     history_cmd,
+    audit_cmd,
+    login_cmd,
     run_job,
     version,
 ]

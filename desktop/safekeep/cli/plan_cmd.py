@@ -15,10 +15,15 @@ from datetime import datetime
 from typing import Any
 
 from safekeep.cli.context import CliContext
+from safekeep.cli.login_cmd import sign_in
 from safekeep.common.errors import UsageError
 from safekeep.engine.credentials import credentials_from_env
 from safekeep.engine.service import Service
 from safekeep.state.model import Plan, Retention, Trigger, new_id
+from safekeep.storage.registry import ProviderSettings, parse_location
+from safekeep.storage.secrets import MemorySecretStore
+
+SIGN_IN_SCHEMES = frozenset({"gdrive", "onedrive", "dropbox"})
 
 _WEEKDAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 _TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
@@ -169,6 +174,11 @@ def run_add(ctx: CliContext, args: argparse.Namespace) -> int:
         if password is None:
             password = ctx.password(new_repository=not args.existing)
         env, secrets = credentials_from_env(location, ctx.env)
+        store = None
+        if parse_location(location).scheme in SIGN_IN_SCHEMES:
+            store = MemorySecretStore()
+            account = sign_in(ctx, location, store, ProviderSettings(env=env, store=store))
+            ctx.out.info(f"signed in as {account}")
         dest = service.add_destination(
             name,
             location,
@@ -176,6 +186,7 @@ def run_add(ctx: CliContext, args: argparse.Namespace) -> int:
             env=env,
             secrets=secrets,
             create=not args.existing,
+            store=store,
             cancel=ctx.cancel,
         )
         ctx.out.info(f"destination {dest.name} ready at {dest.location}")

@@ -38,6 +38,8 @@ class Job:
     target: str = ""
     cache_dir: str | None = None
     kdf: tuple[int, int, int] | None = None  # cheap scrypt parameters for tests, else None
+    audit_log: str = ""  # the audit log to append the job's entry to and copy off-site ("" = none)
+    audit_target: str = ""  # how the entry names what the job worked on
 
     def to_json(self) -> str:
         return json.dumps(
@@ -57,6 +59,8 @@ class Job:
                 "target": self.target,
                 "cache_dir": self.cache_dir,
                 "kdf": list(self.kdf) if self.kdf else None,
+                "audit_log": self.audit_log,
+                "audit_target": self.audit_target,
             }
         )
 
@@ -80,4 +84,6 @@ class Job:
             target=str(d.get("target") or ""),
             cache_dir=d.get("cache_dir"),
             kdf=(int(kdf[0]), int(kdf[1]), int(kdf[2])) if kdf else None,
+            audit_log=str(d.get("audit_log") or ""),
+            audit_target=str(d.get("audit_target") or ""),
         )

@@ -61,6 +61,8 @@ class WorkerRun:
         self._grace = grace
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self._cancel_requested = threading.Event()
+        self.audited = False  # the worker wrote the job's audit entry itself
+        self.audit_problems: list[str] = []
         self._proc = subprocess.Popen(
             list(command or worker_command()),
             stdin=subprocess.PIPE,
@@ -124,6 +126,8 @@ class WorkerRun:
                 log.warning("worker %d said something that is not an event: %r", self._proc.pid, line[:200])
                 continue
             if event.kind == "finished":
+                self.audited = bool(event.data.get("audited"))
+                self.audit_problems = [str(p) for p in event.data.get("audit_problems") or ()]
                 try:
                     result = DestinationResult.from_dict(event.data["result"])
                 except (KeyError, ValueError, TypeError) as exc:

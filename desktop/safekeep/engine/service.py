@@ -35,7 +35,7 @@ from safekeep.engine.events import JobEvent
 from safekeep.engine.jobs import Job
 from safekeep.engine.runner import WorkerRun
 from safekeep.state import paths
-from safekeep.state.audit import AuditLog
+from safekeep.state.audit import Action, AuditLog, describe
 from safekeep.state.db import AppDatabase
 from safekeep.state.model import (
     PASSWORD_SECRET,
@@ -58,7 +58,7 @@ from safekeep.storage.validate import ProbeResult, ProbeStep, probe
 log = logging.getLogger(__name__)
 
 PLAN_TAG_PREFIX = "plan:"
-AUDIT_LOG_NAME = "audit.jsonl"
+NOT_STARTED = "Cancelled before it started."
 
 
 class PlanNotFound(SafekeepError):
@@ -156,7 +156,7 @@ class Service:
         env: Mapping[str, str] = dict(os.environ, SAFEKEEP_HOME=str(home)) if home else os.environ
         db = AppDatabase.open(paths.database_path(env), clock=clock)
         secrets = Secrets.open(env=env)
-        audit = AuditLog(paths.data_dir(env) / AUDIT_LOG_NAME, clock=clock)
+        audit = AuditLog.default(clock=clock, env=env)
         kdf = None
         raw = env.get("SAFEKEEP_TEST_KDF", "")
         if raw:
@@ -211,7 +211,7 @@ class Service:
         )
         backend = open_backend(location, options=StorageOptions(provider=settings, retry_attempts=2))
         try:
-            return probe(backend, on_step=on_step, clock=self.clock, cancel=cancel)
+            return probe(backend, report=on_step or (lambda _step: None), clock=self.clock, cancel=cancel)
         finally:
             backend.close()
 
@@ -283,7 +283,7 @@ class Service:
                 self.secrets.delete_scope(dest.id)
             raise
         self.db.save_destination(dest)
-        self._audit("destination-add", f"destination {name} ({location})", "success")
+        self.audit_event("destination-add", f"destination {name} ({location})", "success")
         return dest
 
     def remove_destination(self, name_or_id: str) -> None:
@@ -291,7 +291,7 @@ class Service:
         self.db.remove_destination(dest.id)
         with contextlib.suppress(SafekeepError):
             self.secrets.delete_scope(dest.id)
-        self._audit("destination-remove", f"destination {dest.name} ({dest.location})", "success")
+        self.audit_event("destination-remove", f"destination {dest.name} ({dest.location})", "success")
 
     def destination_password(self, dest: Destination) -> str:
         value = self.secrets.scope(dest.id).get(PASSWORD_SECRET)
@@ -321,13 +321,13 @@ class Service:
             raise UsageError(f"The plan {plan.name!r} has no destination.", hint="Add a destination.")
         existed = self.db.plan(plan.id) is not None
         self.db.save_plan(plan)
-        self._audit("plan-change" if existed else "plan-add", f"plan {plan.name}", "success")
+        self.audit_event("plan-change" if existed else "plan-add", f"plan {plan.name}", "success")
         return plan
 
     def remove_plan(self, name_or_id: str) -> None:
         plan = self.plan(name_or_id)
         self.db.remove_plan(plan.id)
-        self._audit("plan-remove", f"plan {plan.name}", "success")
+        self.audit_event("plan-remove", f"plan {plan.name}", "success")
 
     # ------------------------------------------------------------------ runs
 
@@ -364,7 +364,7 @@ class Service:
             kind="backup",
             reason=reason,
             reason_text=reason_text,
-            started=self.clock.time(),
+            started=self.clock.now().timestamp(),
             outcome=Outcome.QUEUED,
         )
         self.db.add_run(run)
@@ -409,6 +409,10 @@ class Service:
         results: list[DestinationResult] = []
         try:
             for dest in dests:
+                target = (
+                    describe("plan", plan.name, plan.id) + "; " + describe("destination", dest.name, dest.id)
+                )
+                audited = False
                 if active.cancel.cancelled:
                     result = DestinationResult(
                         dest.id, Outcome.CANCELLED, error="Cancelled before it started."
@@ -422,28 +426,31 @@ class Service:
                         sources=plan.sources,
                         excludes=plan.excludes,
                         tags=(plan_tag(plan),),
+                        audit_log=str(self.audit.path),
+                        audit_target=target,
                     )
-                    result = self._run_job(job, active, on_event)
+                    result, audited = self._run_job(job, active, on_event)
                 results.append(result)
                 self.db.set_result(active.run.id, result)
-                self._audit_result("backup", f"plan {plan.name} to {dest.name}", result)
+                if not audited:  # the worker did not get to write the entry itself
+                    self._audit_result(Action.BACKUP, target, result)
         finally:
             outcome = Outcome.worst([r.outcome for r in results]) if results else Outcome.CANCELLED
-            self.db.finish_run(active.run.id, outcome, self.clock.time())
+            self.db.finish_run(active.run.id, outcome, self.clock.now().timestamp())
             with self._lock:
                 self._active.pop(active.run.id, None)
             active.done.set()
 
     def _run_job(
         self, job: Job, active: _Active, on_event: Callable[[JobEvent], None] | None
-    ) -> DestinationResult:
+    ) -> tuple[DestinationResult, bool]:
         dest = job.destination
         try:
             password = self.destination_password(dest)
             scope = self.secrets.scope(dest.id)
             secret_env = {n: v for n in dest.secret_env if (v := scope.get(n)) is not None}
         except SafekeepError as exc:
-            return DestinationResult(dest.id, Outcome.FAILED, error=exc.user_text())
+            return DestinationResult(dest.id, Outcome.FAILED, error=exc.user_text()), False
         job = replace(
             job,
             password=password,
@@ -476,21 +483,25 @@ class Service:
 
         with self._repo_lock(dest.location):
             if active.cancel.cancelled:
-                return DestinationResult(dest.id, Outcome.CANCELLED, error="Cancelled before it started.")
+                return DestinationResult(
+                    dest.id, Outcome.CANCELLED, error="Cancelled before it started."
+                ), False
             self.db.update_run_outcome(active.run.id, Outcome.RUNNING)
             try:
                 worker = WorkerRun(job, on_event=relay, command=self._worker_command, env=self._worker_env)
             except OSError as exc:
-                return DestinationResult(
-                    dest.id, Outcome.FAILED, error=f"The backup process could not be started: {exc}."
-                )
+                error = f"The backup process could not be started: {exc}."
+                return DestinationResult(dest.id, Outcome.FAILED, error=error), False
             active.worker = worker
             if active.cancel.cancelled:
                 worker.cancel()
             try:
-                return worker.wait()
+                result = worker.wait()
             finally:
                 active.worker = None
+            for problem in worker.audit_problems:
+                log.warning("audit log copy on %s: %s", dest.name, problem)
+            return result, worker.audited
 
     def cancel(self, run_id: str) -> bool:
         """Stop a run (queued destinations do not start); False if it is not running."""
@@ -544,13 +555,13 @@ class Service:
 
     # ------------------------------------------------------------------ audit
 
-    def _audit(self, action: str, target: str, outcome: str, **details: object) -> None:
+    def audit_event(self, action: str, target: str, outcome: str, **details: object) -> None:
         try:
             self.audit.append(action=action, target=target, outcome=outcome, details=dict(details))
         except (OSError, SafekeepError) as exc:
             log.error("could not write to the audit log: %s", exc)
 
-    def _audit_result(self, action: str, target: str, result: DestinationResult) -> None:
+    def _audit_result(self, action: Action, target: str, result: DestinationResult) -> None:
         details: dict[str, object] = {"destination_id": result.destination_id}
         if result.snapshot_id:
             details["snapshot"] = result.snapshot_id
@@ -558,4 +569,4 @@ class Service:
             details["skipped"] = result.skipped_count
         if result.error:
             details["error"] = result.error
-        self._audit(action, target, result.outcome.value, **details)
+        self.audit_event(action, target, result.outcome.value, **details)

@@ -38,6 +38,7 @@ from safekeep.core.repository import Repository, RepositoryOptions
 from safekeep.core.restorer import RestoreOptions, Restorer
 from safekeep.engine.events import JobEvent
 from safekeep.engine.jobs import Job
+from safekeep.state.audit import Action, AuditLog, upload_copy
 from safekeep.state.model import DestinationResult, Outcome, SkippedFile
 from safekeep.storage.compose import StorageOptions, open_backend
 from safekeep.storage.registry import ProviderSettings
@@ -53,6 +54,8 @@ class Emitter:
     def __init__(self, out: IO[str]) -> None:
         self._out = out
         self._lock = threading.Lock()
+        self.audited = False  # the job wrote its own audit entry
+        self.audit_problems: list[str] = []
 
     def __call__(self, kind: str, **data: Any) -> None:
         line = JobEvent(kind, data=data).to_line()
@@ -154,17 +157,45 @@ def run_backup(job: Job, emit: Emitter, cancel: CancelToken) -> DestinationResul
                 "file_error", path=item.path, message=item.message
             )
             _, summary = archiver.backup(list(job.sources))
-    return DestinationResult(
-        destination_id=job.destination.id,
-        outcome=Outcome.WARNING if summary.errors else Outcome.SUCCESS,
-        snapshot_id=summary.snapshot_id,
-        files=summary.total_files_processed,
-        bytes=summary.total_bytes_processed,
-        bytes_added=summary.data_added_packed,
-        skipped=_skipped(summary.errors),
-        started=started,
-        finished=time.time(),
-    )
+            result = DestinationResult(
+                destination_id=job.destination.id,
+                outcome=Outcome.WARNING if summary.errors else Outcome.SUCCESS,
+                snapshot_id=summary.snapshot_id,
+                files=summary.total_files_processed,
+                bytes=summary.total_bytes_processed,
+                bytes_added=summary.data_added_packed,
+                skipped=_skipped(summary.errors),
+                started=started,
+                finished=time.time(),
+            )
+            record_and_copy_audit(job, repo, result, emit, cancel)
+    return result
+
+
+def record_and_copy_audit(
+    job: Job, repo: Repository, result: DestinationResult, emit: Emitter, cancel: CancelToken
+) -> None:
+    """Append the job's audit entry, then store the log's off-site copy in the repository.
+
+    A failure here never fails the backup: it is logged, and reported to the parent as an
+    ``audit`` field of the ``finished`` event so the app can warn.
+    """
+    if not job.audit_log:
+        return
+    audit = AuditLog(job.audit_log)
+    details: dict[str, object] = {"destination_id": job.destination.id, "snapshot": result.snapshot_id}
+    if result.skipped_count:
+        details["skipped"] = result.skipped_count
+    try:
+        audit.append(Action.BACKUP, target=job.audit_target, outcome=result.outcome, details=details)
+        emit.audited = True
+        copy = upload_copy(repo, audit, cancel=cancel)
+        for problem in copy.problems:
+            log.warning("the audit log's off-site copy disagrees with this computer's: %s", problem.message)
+            emit.audit_problems.append(problem.message)
+    except (SafekeepError, OSError) as exc:
+        log.warning("could not update the audit log or its off-site copy: %s", exc)
+        emit.audit_problems.append(str(exc))
 
 
 def run_check(job: Job, emit: Emitter, cancel: CancelToken) -> DestinationResult:
@@ -261,7 +292,7 @@ def serve(stdin: IO[str], stdout: IO[str]) -> int:
         log.exception("the job failed unexpectedly")
         emit("failed", message=f"An unexpected error stopped the job: {exc!r}.", hint="")
         return 1
-    emit("finished", result=result.to_dict())
+    emit("finished", result=result.to_dict(), audited=emit.audited, audit_problems=emit.audit_problems)
     return 0
 
 

@@ -265,7 +265,11 @@ class SkippedFile:
 
 @dataclass(frozen=True, slots=True)
 class DestinationResult:
-    """One destination's part of a run."""
+    """One destination's part of a run.
+
+    ``skipped`` lists the files that were not backed up; a long list is capped when stored and
+    ``skipped_omitted`` counts the ones left out, so :attr:`skipped_count` is always the total.
+    """
 
     destination_id: str
     outcome: Outcome
@@ -277,6 +281,12 @@ class DestinationResult:
     skipped: tuple[SkippedFile, ...] = ()
     started: float | None = None
     finished: float | None = None
+    skipped_omitted: int = 0
+
+    @property
+    def skipped_count(self) -> int:
+        """How many files were skipped, listed or not."""
+        return len(self.skipped) + self.skipped_omitted
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -290,6 +300,7 @@ class DestinationResult:
             "skipped": [s.to_dict() for s in self.skipped],
             "started": self.started,
             "finished": self.finished,
+            "skipped_omitted": self.skipped_omitted,
         }
 
     @classmethod
@@ -305,6 +316,7 @@ class DestinationResult:
             skipped=tuple(SkippedFile(str(s["path"]), str(s["reason"])) for s in d.get("skipped") or ()),
             started=d.get("started"),
             finished=d.get("finished"),
+            skipped_omitted=int(d.get("skipped_omitted") or 0),
         )
 
 
@@ -350,4 +362,92 @@ class Run:
             finished=None if d.get("finished") is None else float(d["finished"]),
             outcome=Outcome(d["outcome"]),
             results=tuple(DestinationResult.from_dict(r) for r in d.get("results") or ()),
+        )
+
+
+class ChannelKind(enum.Enum):
+    """How a notification is delivered."""
+
+    DESKTOP = "desktop"
+    EMAIL = "email"
+    WEBHOOK = "webhook"
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationChannel:
+    """Where and when the admin is told about runs.
+
+    ``config`` is the sender's own settings (``safekeep.notify``): recipients and SMTP server for
+    email, the URL for a webhook. It never holds a secret: an SMTP password is kept in the keyring
+    under the ``app`` scope and ``config`` names it. ``events`` are the run events that are sent
+    (``"failure"``, ``"warning"``, ``"success"``, ``"missed"``, ...).
+    """
+
+    id: str
+    name: str
+    kind: ChannelKind
+    config: Mapping[str, Any] = field(default_factory=dict)
+    events: tuple[str, ...] = ()
+    enabled: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "kind": self.kind.value,
+            "config": dict(self.config),
+            "events": list(self.events),
+            "enabled": self.enabled,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> NotificationChannel:
+        config = d.get("config") or {}
+        if not isinstance(config, Mapping):
+            raise ValueError(f"channel config must be a mapping, got {config!r}")
+        return cls(
+            id=str(d["id"]),
+            name=str(d["name"]),
+            kind=ChannelKind(d["kind"]),
+            config=dict(config),
+            events=_strs(d.get("events")),
+            enabled=bool(d.get("enabled", True)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerState:
+    """What the scheduler remembers about one plan between runs of the app (Unix times).
+
+    ``last_scheduled`` is when a schedule trigger last fired (catch-up after sleep compares it with
+    the schedule); ``paused_until`` holds automatic runs back; ``retry_attempt`` counts the retries
+    after a failure so far and ``next_retry`` is when the next one is due.
+    """
+
+    plan_id: str
+    last_scheduled: float | None = None
+    paused_until: float | None = None
+    retry_attempt: int = 0
+    next_retry: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "plan_id": self.plan_id,
+            "last_scheduled": self.last_scheduled,
+            "paused_until": self.paused_until,
+            "retry_attempt": self.retry_attempt,
+            "next_retry": self.next_retry,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SchedulerState:
+        def opt_float(v: object) -> float | None:
+            return None if v is None else float(str(v))
+
+        return cls(
+            plan_id=str(d["plan_id"]),
+            last_scheduled=opt_float(d.get("last_scheduled")),
+            paused_until=opt_float(d.get("paused_until")),
+            retry_attempt=int(d.get("retry_attempt") or 0),
+            next_retry=opt_float(d.get("next_retry")),
         )

@@ -45,9 +45,14 @@ _PAGE = (
 
 
 class LoopbackReceiver:
-    """Receives one OAuth redirect on 127.0.0.1. Use as a context manager."""
+    """Receives one OAuth redirect on 127.0.0.1. Use as a context manager.
 
-    def __init__(self, *, path: str = "/") -> None:
+    ``port`` 0 (the default) takes a free port; a provider that matches redirect addresses
+    exactly, port included (Dropbox), passes the port registered with it. A busy port raises
+    ``OSError``.
+    """
+
+    def __init__(self, *, path: str = "/", port: int = 0) -> None:
         self._path = path
         self._params: dict[str, str] | None = None
         self._arrived = threading.Event()
@@ -67,7 +72,7 @@ class LoopbackReceiver:
             def log_message(self, format: str, *args: object) -> None:
                 log.debug("loopback: " + format, *args)
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="oauth-loopback", daemon=True)
         self._thread.start()
