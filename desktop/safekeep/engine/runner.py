@@ -61,6 +61,7 @@ class WorkerRun:
         self._grace = grace
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self._cancel_requested = threading.Event()
+        self.exit_code: int | None = None  # once the worker has ended
         self.audited = False  # the worker wrote the job's audit entry itself
         self.audit_problems: list[str] = []
         self._proc = subprocess.Popen(
@@ -143,6 +144,7 @@ class WorkerRun:
             assert self._proc.stdin is not None
             self._proc.stdin.close()
         code = self._proc.wait()
+        self.exit_code = code
         self._stderr_thread.join(5)
         if result is not None:
             return result

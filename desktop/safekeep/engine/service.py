@@ -29,7 +29,7 @@ from safekeep.common.cancel import NEVER, CancelToken
 from safekeep.common.clock import SYSTEM_CLOCK, Clock
 from safekeep.common.errors import SafekeepError, UsageError
 from safekeep.core.format.keys import KDFParams
-from safekeep.core.locks import pid_alive
+from safekeep.core.locks import pid_alive, remove_stale_locks
 from safekeep.core.repository import Repository, RepositoryOptions
 from safekeep.engine.events import JobEvent
 from safekeep.engine.jobs import Job
@@ -501,7 +501,32 @@ class Service:
                 active.worker = None
             for problem in worker.audit_problems:
                 log.warning("audit log copy on %s: %s", dest.name, problem)
+            if result.outcome in (Outcome.INTERRUPTED, Outcome.CANCELLED) and worker.exit_code != 0:
+                self._remove_dead_worker_locks(dest, password)
             return result, worker.audited
+
+    def _remove_dead_worker_locks(self, dest: Destination, password: str) -> None:
+        """After a worker died, remove the lock it left, so restic and the next run are not held up.
+
+        Only locks of processes that no longer run on this computer are removed (restic's rule
+        for stale locks); a failure here is logged, and the next worker tries again.
+        """
+        try:
+            settings = self._settings(dest)
+            backend = open_backend(dest.location, options=self._storage_options(dest, settings))
+            try:
+                repo = Repository.open(backend, password)
+                try:
+                    removed = remove_stale_locks(repo, clock=self.clock)
+                finally:
+                    repo.close()
+            finally:
+                backend.close()
+        except (SafekeepError, OSError) as exc:
+            log.warning("could not remove the lock left by the stopped backup of %s: %s", dest.name, exc)
+            return
+        if removed:
+            log.info("removed %d lock(s) left by the stopped backup of %s", removed, dest.name)
 
     def cancel(self, run_id: str) -> bool:
         """Stop a run (queued destinations do not start); False if it is not running."""
