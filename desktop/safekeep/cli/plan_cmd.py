@@ -17,8 +17,10 @@ from typing import Any
 from safekeep.cli.context import CliContext
 from safekeep.cli.login_cmd import sign_in
 from safekeep.common.errors import UsageError
+from safekeep.engine import control
 from safekeep.engine.credentials import credentials_from_env
 from safekeep.engine.service import Service
+from safekeep.state import paths
 from safekeep.state.model import Plan, Retention, Trigger, new_id
 from safekeep.storage.registry import ProviderSettings, parse_location
 from safekeep.storage.secrets import MemorySecretStore
@@ -202,6 +204,7 @@ def run_add(ctx: CliContext, args: argparse.Namespace) -> int:
     )
     service.save_plan(plan)
     ctx.out.json({"message_type": "plan", **plan.to_dict()})
+    tell_host()
     ctx.out.result(f"plan {plan.name} saved")
     return 0
 
@@ -229,6 +232,7 @@ def run_edit(ctx: CliContext, args: argparse.Namespace) -> int:
     updated = plan.with_changes(**changes)
     service.save_plan(updated)
     ctx.out.json({"message_type": "plan", **updated.to_dict()})
+    tell_host()
     ctx.out.result(f"plan {updated.name} saved")
     return 0
 
@@ -238,8 +242,14 @@ def run_remove(ctx: CliContext, args: argparse.Namespace) -> int:
     plan = service.plan(args.name)
     service.remove_plan(plan.id)
     ctx.out.json({"message_type": "plan_removed", "id": plan.id, "name": plan.name})
+    tell_host()
     ctx.out.result(f"plan {plan.name} removed; its snapshots stay in the repositories")
     return 0
+
+
+def tell_host() -> None:
+    """Let a running app or daemon read the plans again (it also does so every minute)."""
+    control.send(paths.data_dir(), {"op": "reload"}, timeout=5)
 
 
 def describe_trigger(t: Trigger) -> str:
