@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import IO, Any
 
 from safekeep.common.cancel import CancelToken
@@ -41,7 +42,9 @@ from safekeep.engine.jobs import Job
 from safekeep.state.audit import Action, AuditLog, upload_copy
 from safekeep.state.model import DestinationResult, Outcome, SkippedFile
 from safekeep.storage.compose import StorageOptions, open_backend
-from safekeep.storage.registry import ProviderSettings
+from safekeep.storage.registry import ProviderSettings, parse_location
+from safekeep.storage.validate import free_space
+from safekeep.triggers.space import SpaceReading, SpaceThreshold, check_space, local_space
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +171,37 @@ def run_backup(job: Job, emit: Emitter, cancel: CancelToken) -> DestinationResul
                 started=started,
                 finished=time.time(),
             )
+            result = with_space_warning(job, repo, result)
             record_and_copy_audit(job, repo, result, emit, cancel)
     return result
+
+
+def with_space_warning(job: Job, repo: Repository, result: DestinationResult) -> DestinationResult:
+    """Warn (outcome WARNING, the message in ``error``) when the destination is filling up,
+    before backups start failing. Storage that does not report its free space is not judged."""
+    try:
+        free = free_space(repo.backend)
+    except (SafekeepError, OSError) as exc:
+        log.info("free space of %s unknown: %s", job.destination.name, exc)
+        return result
+    if free is None:
+        return result
+    total = None
+    if parse_location(job.destination.location).scheme == "local":
+        with contextlib.suppress(OSError):
+            reading = local_space(job.destination.location)
+            free, total = reading.free_bytes, reading.total_bytes
+    warning = check_space(
+        job.destination.name,
+        SpaceReading(free, total),
+        SpaceThreshold.from_mib(job.destination.low_space_mib),
+        expected_bytes=result.bytes_added,
+    )
+    if warning is None:
+        return result
+    log.warning("%s %s", warning.message, warning.hint)
+    outcome = Outcome.worst([result.outcome, Outcome.WARNING])
+    return replace(result, outcome=outcome, error=f"{warning.message} {warning.hint}")
 
 
 def record_and_copy_audit(

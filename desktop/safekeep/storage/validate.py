@@ -106,6 +106,14 @@ def _find(backend: Backend, matches: Callable[[object], bool]) -> object | None:
     return None
 
 
+def free_space(backend: Backend) -> int | None:
+    """Free bytes at the location, from the provider (through its wrappers), or None if unknown."""
+    reporter = _find(backend, lambda b: isinstance(b, SpaceReporter))
+    if not isinstance(reporter, SpaceReporter):
+        return None
+    return reporter.free_space()
+
+
 def _size(n: int) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
