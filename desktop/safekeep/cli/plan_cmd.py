@@ -54,6 +54,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="a destination: a repository location, optionally named (repeatable)",
     )
     add.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a storage option for the new destinations, as in restic (e.g. s3.storage-class=STANDARD_IA)",
+    )
+    add.add_argument(
         "--existing",
         action="store_true",
         help="the repositories exist already: connect to them instead of creating them",
@@ -147,6 +155,16 @@ def retention_from(args: argparse.Namespace, base: Retention | None = None) -> R
     return Retention.from_dict(values)
 
 
+def parse_options(values: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values:
+        name, sep, value = v.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"-o {v!r}: write options as NAME=VALUE.")
+        out[name.strip()] = value
+    return out
+
+
 def _dest_spec(spec: str) -> tuple[str, str]:
     name, sep, location = spec.partition("=")
     if sep and name and ":" not in name and "/" not in name and "\\" not in name:
@@ -176,10 +194,11 @@ def run_add(ctx: CliContext, args: argparse.Namespace) -> int:
         if password is None:
             password = ctx.password(new_repository=not args.existing)
         env, secrets = credentials_from_env(location, ctx.env)
+        options = parse_options(args.option)
         store = None
         if parse_location(location).scheme in SIGN_IN_SCHEMES:
             store = MemorySecretStore()
-            account = sign_in(ctx, location, store, ProviderSettings(env=env, store=store))
+            account = sign_in(ctx, location, store, ProviderSettings(env=env, options=options, store=store))
             ctx.out.info(f"signed in as {account}")
         dest = service.add_destination(
             name,
@@ -187,6 +206,7 @@ def run_add(ctx: CliContext, args: argparse.Namespace) -> int:
             password=password.reveal(),
             env=env,
             secrets=secrets,
+            options=options,
             create=not args.existing,
             store=store,
             cancel=ctx.cancel,

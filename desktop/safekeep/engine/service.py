@@ -449,12 +449,16 @@ class Service:
             password = self.destination_password(dest)
             scope = self.secrets.scope(dest.id)
             secret_env = {n: v for n in dest.secret_env if (v := scope.get(n)) is not None}
+            # everything else in the destination's scope (sign-in tokens) goes to the provider
+            skip = {PASSWORD_SECRET, *dest.secret_env}
+            store = {n: v for n in scope.names() if n not in skip and (v := scope.get(n)) is not None}
         except SafekeepError as exc:
             return DestinationResult(dest.id, Outcome.FAILED, error=exc.user_text()), False
         job = replace(
             job,
             password=password,
             secret_env=secret_env,
+            store=store,
             cache_dir=str(self.cache_dir / "repositories") if self.cache_dir else None,
             kdf=(self._kdf.n, self._kdf.r, self._kdf.p) if self._kdf else None,
         )
