@@ -41,6 +41,8 @@ from safekeep.cli import (
     cat,
     check,
     daemon_cmd,
+    diff_cmd,
+    find_cmd,
     history_cmd,
     init,
     key,
@@ -54,6 +56,7 @@ from safekeep.cli import (
     trigger_cmd,
     unlock,
     version,
+    versions_cmd,
 )
 from safekeep.cli.context import CliContext, GlobalOptions
 from safekeep.cli.interrupt import EXIT_CANCELLED, cancel_on_interrupt
@@ -85,6 +88,9 @@ COMMANDS = [
     storage_cmd,
     plan_cmd,
     history_cmd,
+    find_cmd,
+    versions_cmd,
+    diff_cmd,
     trigger_cmd,
     daemon_cmd,
     audit_cmd,
