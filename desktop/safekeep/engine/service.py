@@ -21,7 +21,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from safekeep.common.cancel import NEVER, CancelToken
 from safekeep.common.clock import SYSTEM_CLOCK, Clock
 from safekeep.common.errors import SafekeepError, UsageError
 from safekeep.core.format.keys import KDFParams
+from safekeep.core.format.snapshot import Snapshot
 from safekeep.core.locks import pid_alive, remove_stale_locks
 from safekeep.core.repository import Repository, RepositoryOptions
 from safekeep.engine.events import JobEvent
@@ -36,6 +37,7 @@ from safekeep.engine.jobs import Job
 from safekeep.engine.runner import WorkerRun
 from safekeep.state import paths
 from safekeep.state.audit import Action, AuditLog, describe
+from safekeep.state.catalog import Entry, RepositoryTrees, list_dir
 from safekeep.state.db import AppDatabase
 from safekeep.state.model import (
     PASSWORD_SECRET,
@@ -377,6 +379,111 @@ class Service:
         )
         thread.start()
         return run.id
+
+    def check(
+        self,
+        destination: str,
+        *,
+        read_data: bool = False,
+        on_event: Callable[[JobEvent], None] | None = None,
+    ) -> str:
+        """Check a destination's repository in a worker (``read_data``: every byte); a run id."""
+        dest = self.destination(destination)
+        job = Job(kind="check", run_id="", destination=dest, password="", read_data=read_data)
+        return self._start_single(job, on_event, Action.CHECK)
+
+    def restore(
+        self,
+        destination: str,
+        snapshot_id: str,
+        target: str,
+        *,
+        paths: Sequence[str] = (),
+        on_event: Callable[[JobEvent], None] | None = None,
+    ) -> str:
+        """Restore ``paths`` (all when empty) of a snapshot into ``target``, in a worker; a run id."""
+        dest = self.destination(destination)
+        job = Job(
+            kind="restore",
+            run_id="",
+            destination=dest,
+            password="",
+            snapshot_id=snapshot_id,
+            paths=tuple(paths),
+            target=target,
+        )
+        return self._start_single(job, on_event, Action.RESTORE)
+
+    def _start_single(self, job: Job, on_event: Callable[[JobEvent], None] | None, action: Action) -> str:
+        dest = job.destination
+        plan_id = next((p.id for p in self.db.plans() if dest.id in p.destination_ids), "")
+        run = Run(
+            id=new_id(),
+            plan_id=plan_id,
+            kind=job.kind,
+            reason=Reason.MANUAL,
+            reason_text="",
+            started=self.clock.now().timestamp(),
+            outcome=Outcome.QUEUED,
+        )
+        self.db.add_run(run)
+        self.db.set_worker(run.id, os.getpid())
+        active = _Active(run)
+        with self._lock:
+            self._active[run.id] = active
+        job = replace(job, run_id=run.id)
+        target = describe("destination", dest.name, dest.id)
+        if job.kind == "restore":
+            target += f"; snapshot {job.snapshot_id[:8]} to {job.target}"
+
+        def work() -> None:
+            result = DestinationResult(dest.id, Outcome.FAILED, error="The job did not start.")
+            try:
+                result, _ = self._run_job(job, active, on_event)
+                self.db.set_result(run.id, result)
+                self._audit_result(action, target, result)
+            finally:
+                self.db.finish_run(run.id, result.outcome, self.clock.now().timestamp())
+                with self._lock:
+                    self._active.pop(run.id, None)
+                active.done.set()
+
+        threading.Thread(target=work, name=f"{job.kind}-{run.id}", daemon=True).start()
+        return run.id
+
+    @contextlib.contextmanager
+    def open_repository(self, destination: str, *, cancel: CancelToken = NEVER) -> Iterator[Repository]:
+        """A destination's repository opened here, read-only (browsing; jobs use a worker)."""
+        dest = self.destination(destination)
+        password = self.destination_password(dest)
+        settings = self._settings(dest)
+        options = replace(self._storage_options(dest, settings), read_only=True)
+        backend = open_backend(dest.location, options=options)
+        try:
+            cache = str(self.cache_dir / "repositories") if self.cache_dir else None
+            repo = Repository.open(
+                backend, password, options=RepositoryOptions(cache_dir=cache), cancel=cancel
+            )
+            try:
+                yield repo
+            finally:
+                repo.close()
+        finally:
+            backend.close()
+
+    def snapshots(self, destination: str, *, cancel: CancelToken = NEVER) -> list[Snapshot]:
+        """The destination's snapshots, oldest first."""
+        with self.open_repository(destination, cancel=cancel) as repo:
+            return sorted(repo.list_snapshots(cancel=cancel), key=lambda s: s.time)
+
+    def list_dir(
+        self, destination: str, snapshot_id: str, path: str = "/", *, cancel: CancelToken = NEVER
+    ) -> list[Entry]:
+        """One folder of a snapshot (read from the repository's trees)."""
+        with self.open_repository(destination, cancel=cancel) as repo:
+            repo.load_index(cancel=cancel)
+            snap = repo.find_snapshot(snapshot_id, cancel=cancel)
+            return list_dir(RepositoryTrees(repo), snap.tree, path, cancel=cancel)
 
     def _dest_by_id(self, dest_id: str) -> Destination:
         dest = self.db.destination(dest_id)
