@@ -350,6 +350,9 @@ class AppDatabase:
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             conn.execute("PRAGMA foreign_keys = ON")
+            version = self._user_version(conn)
+            if version > latest_version():  # refuse before changing anything in the file
+                raise DatabaseTooNew(self.path, version, latest_version())
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 log.warning("the app database %s could not use WAL mode (journal mode %s)", self.path, mode)
@@ -843,7 +846,8 @@ class AppDatabase:
         now = self._now()
         with self._write() as conn:
             rows = conn.execute(
-                "SELECT id, worker_pid, worker_host FROM runs WHERE outcome IN (?, ?) ORDER BY started",
+                "SELECT id, worker_pid, worker_host FROM runs WHERE outcome IN (?, ?) "
+                "ORDER BY started, rowid",
                 _UNFINISHED,
             ).fetchall()
             dead = [
