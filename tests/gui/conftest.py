@@ -1,4 +1,9 @@
-"""GUI test fixtures: an offscreen (or Xvfb) display, the engine double, a screenshots folder."""
+"""GUI test fixtures: an offscreen (or Xvfb) display, the real engine, a screenshots folder.
+
+The engine is the real :class:`~safekeep.engine.service.Service` over a temp app folder: its app
+database, a secrets file instead of the keyring (``SAFEKEEP_SECRETS=file``), cheap repository
+keys (``SAFEKEEP_TEST_KDF``) and real worker processes for the backups.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,31 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from tests.gui.engine_double import EngineDouble
+from safekeep.engine.service import Service
+
+TEST_KDF = "1024,8,1"
+
+
+def open_service(app_home: Path, monkeypatch: pytest.MonkeyPatch) -> Service:
+    """The real service over ``app_home``; the worker processes inherit these settings."""
+    monkeypatch.setenv("SAFEKEEP_SECRETS", "file")
+    monkeypatch.setenv("SAFEKEEP_TEST_KDF", TEST_KDF)
+    monkeypatch.setenv("SAFEKEEP_HOME", str(app_home))
+    return Service.open(app_home)
+
+
+def close_service(service: Service) -> None:
+    for run in service.running():
+        service.cancel(run.id)
+        service.wait(run.id, 60)
+    service.close()
 
 
 @pytest.fixture()
-def engine() -> EngineDouble:
-    return EngineDouble()
+def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
+    service = open_service(tmp_path / "app", monkeypatch)
+    yield service
+    close_service(service)
 
 
 @pytest.fixture(scope="session")

@@ -28,8 +28,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import platformdirs
-
 from safekeep.cli.output import Output
 from safekeep.common.cancel import CancelToken
 from safekeep.common.errors import SafekeepError, UsageError
@@ -37,6 +35,7 @@ from safekeep.common.secret import Secret
 from safekeep.core.format.keys import KDFParams
 from safekeep.core.locks import Lock
 from safekeep.core.repository import Repository, RepositoryOptions
+from safekeep.state import paths
 from safekeep.storage.base import Backend
 from safekeep.storage.compose import StorageOptions, open_backend
 
@@ -173,7 +172,9 @@ class CliContext:
         if self.options.no_cache:
             return None
         return (
-            self.options.cache_dir or self.env.get(ENV_CACHE_DIR) or platformdirs.user_cache_dir("safekeep")
+            self.options.cache_dir
+            or self.env.get(ENV_CACHE_DIR)
+            or str(paths.cache_dir(self.env) / "repositories")
         )
 
     # -------------------------------------------------------------- opening

@@ -38,7 +38,7 @@ from safekeep.engine.runner import WorkerRun
 from safekeep.state import paths
 from safekeep.state.audit import Action, AuditLog, describe
 from safekeep.state.catalog import Entry, RepositoryTrees, list_dir
-from safekeep.state.db import AppDatabase
+from safekeep.state.db import AppDatabase, DestinationNotFound, PlanNotFound
 from safekeep.state.model import (
     PASSWORD_SECRET,
     Destination,
@@ -61,22 +61,6 @@ log = logging.getLogger(__name__)
 
 PLAN_TAG_PREFIX = "plan:"
 NOT_STARTED = "Cancelled before it started."
-
-
-class PlanNotFound(SafekeepError):
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            f"There is no backup plan called {name!r}.",
-            hint="List the plans with 'safekeep plan list'.",
-        )
-
-
-class DestinationNotFound(SafekeepError):
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            f"There is no destination called {name!r}.",
-            hint="List them with 'safekeep plan show NAME' or add one with 'safekeep plan add'.",
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +162,7 @@ class Service:
         for d in self.db.destinations():
             if d.id == name_or_id or d.name.casefold() == name_or_id.casefold():
                 return d
-        raise DestinationNotFound(name_or_id)
+        raise DestinationNotFound([name_or_id])
 
     def _settings(self, dest: Destination, store: SecretStore | None = None) -> ProviderSettings:
         scope = store if store is not None else self.secrets.scope(dest.id)
@@ -313,7 +297,7 @@ class Service:
     def plan(self, name_or_id: str) -> Plan:
         found = self.db.find_plan(name_or_id)
         if found is None:
-            raise PlanNotFound(name_or_id)
+            raise PlanNotFound(name_or_id, [p.name for p in self.db.plans()])
         return found
 
     def save_plan(self, plan: Plan) -> Plan:
@@ -488,7 +472,7 @@ class Service:
     def _dest_by_id(self, dest_id: str) -> Destination:
         dest = self.db.destination(dest_id)
         if dest is None:
-            raise DestinationNotFound(dest_id)
+            raise DestinationNotFound([dest_id])
         return dest
 
     def _repo_lock(self, location: str) -> threading.Lock:
