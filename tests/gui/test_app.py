@@ -8,13 +8,13 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
+from safekeep.engine.service import Service
 from safekeep.gui.background import Background
 from safekeep.gui.main_window import MainWindow, PlanCard
 from safekeep.gui.single_instance import SingleInstance, notify_running, server_name
 from safekeep.state.model import Outcome, Plan, new_id
-from tests.gui.engine_double import EngineDouble
 
-WAIT_MS = 30_000
+WAIT_MS = 60_000
 
 
 def test_second_launch_asks_the_first_to_show(qtbot: QtBot) -> None:
@@ -31,7 +31,7 @@ def test_second_launch_asks_the_first_to_show(qtbot: QtBot) -> None:
 
 
 def test_dashboard_card_back_up_now_and_activity(
-    qtbot: QtBot, engine: EngineDouble, home: Path, tmp_path: Path, screenshots: Path
+    qtbot: QtBot, engine: Service, home: Path, tmp_path: Path, screenshots: Path
 ) -> None:
     dest = engine.add_destination("USB disk", str(tmp_path / "repo"), password="pw-1234567890-abc")
     plan = engine.save_plan(

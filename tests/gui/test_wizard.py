@@ -1,8 +1,14 @@
-"""Click through the setup wizard with pytest-qt, against real storage (a folder, moto's S3)."""
+"""Click through the setup wizard with pytest-qt, against the real engine and real storage.
+
+Each path ends with a completed first backup made by the engine's worker process: a folder
+(checked with restic), moto's S3 and OpenSSH's SFTP (checked by listing the snapshots).
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -11,17 +17,18 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWizard
 from pytestqt.qtbot import QtBot
 
+from safekeep.engine.service import Service
 from safekeep.gui.background import Background
 from safekeep.gui.wizard import PageId, SetupWizard
 from safekeep.gui.wizard.draft import SchedulePreset
-from safekeep.gui.wizard.forms import LocalForm, S3Form
-from safekeep.state.model import Outcome
-from tests.gui.engine_double import EngineDouble
+from safekeep.gui.wizard.forms import LocalForm, S3Form, SftpForm
+from safekeep.state.model import Outcome, Run
+from tests.servers.sshd import SshServer
 
-WAIT_MS = 30_000
+WAIT_MS = 60_000
 
 
-def make_wizard(qtbot: QtBot, engine: EngineDouble, home: Path) -> SetupWizard:
+def make_wizard(qtbot: QtBot, engine: Service, home: Path) -> SetupWizard:
     background = Background()
     wizard = SetupWizard(engine, background, home=home)
     qtbot.addWidget(wizard)
@@ -59,7 +66,7 @@ def wait_for_probe(qtbot: QtBot, wizard: SetupWizard) -> None:
 
 
 def test_local_folder_to_first_backup(
-    qtbot: QtBot, engine: EngineDouble, home: Path, tmp_path: Path, screenshots: Path
+    qtbot: QtBot, engine: Service, home: Path, tmp_path: Path, screenshots: Path, restic_bin: str
 ) -> None:
     wizard = make_wizard(qtbot, engine, home)
     go_to_provider(qtbot, wizard, "local", screenshots)
@@ -140,14 +147,45 @@ def test_local_folder_to_first_backup(
     assert [t.kind for t in plan.triggers] == ["daily"]
     (dest,) = engine.destinations()
     assert dest.location == str(target)
-    assert engine.passwords[dest.id] == phrase
+    assert engine.destination_password(dest) == phrase
+    listed = subprocess.run(
+        [restic_bin, "-r", str(target), "--no-cache", "snapshots", "--json"],
+        env=dict(os.environ, RESTIC_PASSWORD=phrase),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    (snapshot,) = json.loads(listed.stdout)
+    assert snapshot["id"] == run.results[0].snapshot_id
+    assert sorted(snapshot["paths"]) == sorted(plan.sources)
     with qtbot.waitSignal(wizard.plan_created, timeout=WAIT_MS) as signal:
         qtbot.mouseClick(wizard.button(QWizard.WizardButton.FinishButton), Qt.MouseButton.LeftButton)
     assert signal.args == [plan]
 
 
+def finish_wizard(qtbot: QtBot, wizard: SetupWizard, kit: Path, name: str) -> Run:
+    """From a passed connection test to the end of the first backup, with the defaults."""
+    assert wizard.currentId() == PageId.TEST
+    click_next(qtbot, wizard)
+    qtbot.mouseClick(wizard.password.suggest, Qt.MouseButton.LeftButton)
+    click_next(qtbot, wizard)
+    wizard.kit.save_to(str(kit))
+    click_next(qtbot, wizard)
+    assert wizard.currentId() == PageId.SOURCES
+    click_next(qtbot, wizard)
+    click_next(qtbot, wizard)
+    assert wizard.currentId() == PageId.SUMMARY
+    wizard.summary.name.setText(name)
+    click_next(qtbot, wizard)
+    assert wizard.currentId() == PageId.FIRST_BACKUP
+    qtbot.waitUntil(lambda: wizard.first_backup.run is not None, timeout=WAIT_MS)
+    run = wizard.first_backup.run
+    assert run is not None
+    return run
+
+
 def test_unusable_folder_shows_probe_message_and_stays(
-    qtbot: QtBot, engine: EngineDouble, home: Path, tmp_path: Path
+    qtbot: QtBot, engine: Service, home: Path, tmp_path: Path
 ) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
@@ -175,7 +213,7 @@ def test_unusable_folder_shows_probe_message_and_stays(
 
 
 def test_connect_existing_repository_skips_kit(
-    qtbot: QtBot, engine: EngineDouble, home: Path, tmp_path: Path
+    qtbot: QtBot, engine: Service, home: Path, tmp_path: Path
 ) -> None:
     existing = tmp_path / "existing"
     engine.add_destination("old", str(existing), password="the-old-password-1234")
@@ -205,7 +243,13 @@ def test_connect_existing_repository_skips_kit(
 
 @pytest.mark.parametrize("right_keys", [False, True])
 def test_s3_keys_checked_by_the_probe(
-    qtbot: QtBot, engine: EngineDouble, home: Path, moto_s3: Any, right_keys: bool, screenshots: Path
+    qtbot: QtBot,
+    engine: Service,
+    home: Path,
+    tmp_path: Path,
+    moto_s3: Any,
+    right_keys: bool,
+    screenshots: Path,
 ) -> None:
     wizard = make_wizard(qtbot, engine, home)
     go_to_provider(qtbot, wizard, "s3")
@@ -247,6 +291,10 @@ def test_s3_keys_checked_by_the_probe(
         assert wizard.button(QWizard.WizardButton.NextButton).isEnabled()
         assert wizard.ctx.draft.location.startswith(f"s3:{moto_s3.endpoint}/{moto_s3.plain_bucket}/")
         assert wizard.ctx.draft.secrets == {"AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+        run = finish_wizard(qtbot, wizard, tmp_path / "kit.pdf", "Office on S3")
+        assert run.outcome is Outcome.SUCCESS, run
+        (dest,) = engine.destinations()
+        assert [s.id for s in engine.snapshots(dest.id)] == [run.results[0].snapshot_id]
     else:
         shot(wizard, screenshots, "wizard-04-test-s3-wrong-keys")
         assert not result.ok
@@ -256,3 +304,39 @@ def test_s3_keys_checked_by_the_probe(
         assert connect.message in wizard.test.summary.text()
         assert "not-the-secret" not in wizard.test.summary.text()
         assert not wizard.button(QWizard.WizardButton.NextButton).isEnabled()
+
+
+def test_sftp_trust_the_server_then_first_backup(
+    qtbot: QtBot, engine: Service, home: Path, tmp_path: Path, sshd_server: SshServer, screenshots: Path
+) -> None:
+    wizard = make_wizard(qtbot, engine, home)
+    go_to_provider(qtbot, wizard, "sftp")
+    form = wizard.provider.form()
+    assert isinstance(form, SftpForm)
+    known_hosts = tmp_path / "known_hosts"  # Safekeep's own list: the server is not in it yet
+    form.extra_options = {
+        "sftp.known-hosts": str(known_hosts),
+        "sftp.system-known-hosts": "",
+        "sftp.agent": "false",
+    }
+    form.host.setText(sshd_server.host)
+    form.port.setValue(sshd_server.port)
+    form.user.setText(sshd_server.user)
+    (tmp_path / "nas").mkdir()  # the folder the server's administrator made for the backups
+    form.path.setText(str(tmp_path / "nas"))
+    form.key_file.setText(str(sshd_server.client_key))
+    shot(wizard, screenshots, "wizard-03-provider-sftp")
+    click_next(qtbot, wizard)
+    wait_for_probe(qtbot, wizard)
+    assert not wizard.test.complete()
+    assert wizard.test.trust.isVisible()
+    assert sshd_server.fingerprint in wizard.test.trust.text()
+    shot(wizard, screenshots, "wizard-04-test-sftp-unknown-server")
+    qtbot.mouseClick(wizard.test.trust, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: wizard.test.result is not None and wizard.test.result.ok, timeout=WAIT_MS)
+    assert sshd_server.host_key_line.split()[1] in known_hosts.read_text()
+    run = finish_wizard(qtbot, wizard, tmp_path / "kit.pdf", "Office on the NAS")
+    assert run.outcome is Outcome.SUCCESS, run
+    (dest,) = engine.destinations()
+    assert dest.location.startswith("sftp://root@127.0.0.1:")
+    assert [s.id for s in engine.snapshots(dest.id)] == [run.results[0].snapshot_id]

@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+THREADS = 16
+"""Threads of a :class:`Background`'s own pool (most of them just wait for a run to end)."""
+
 
 class _Call(QObject):
     done = Signal(object)
@@ -94,7 +97,12 @@ class Background(QObject):
 
     def __init__(self, parent: QObject | None = None, pool: QThreadPool | None = None) -> None:
         super().__init__(parent)
-        self._pool = pool or QThreadPool.globalInstance()
+        if pool is None:
+            # calls such as ``engine.wait(run)`` block a thread for a whole backup: a pool of its
+            # own, wider than the number of cores, keeps them from holding up the quick calls
+            pool = QThreadPool(self)
+            pool.setMaxThreadCount(max(THREADS, QThreadPool.globalInstance().maxThreadCount()))
+        self._pool = pool
         self._running: set[_Call] = set()
 
     def run(
@@ -111,6 +119,10 @@ class Background(QObject):
     def relay(self, callback: Callable[[Any], object]) -> Callable[[Any], None]:
         """A callable any thread may call; ``callback(value)`` then runs on the GUI thread."""
         return _Relay(self, callback)
+
+    def wait_for_done(self, msecs: int = 30_000) -> bool:
+        """Wait for the pool's threads to end (at shutdown, so none outlives the app)."""
+        return self._pool.waitForDone(msecs)
 
     @property
     def busy(self) -> bool:

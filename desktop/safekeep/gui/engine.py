@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol, cast
 
 from safekeep.common.cancel import NEVER, CancelToken
 from safekeep.common.errors import SafekeepError
+from safekeep.core.format.snapshot import Snapshot
 from safekeep.engine.events import JobEvent
+from safekeep.state.db import AppDatabase
 from safekeep.state.model import Destination, Outcome, Plan, Reason, Run
 from safekeep.storage.registry import ProviderSettings
 from safekeep.storage.secrets import MemorySecretStore, SecretStore
@@ -135,6 +138,51 @@ class Engine(Protocol):
 
     def status(self) -> Sequence[PlanStatus]: ...
 
+    def running(self) -> list[Run]: ...
+
+    def snapshots(self, destination: str, *, cancel: CancelToken = NEVER) -> list[Snapshot]: ...
+
+    def restore(
+        self,
+        destination: str,
+        snapshot_id: str,
+        target: str,
+        *,
+        paths: Sequence[str] = (),
+        on_event: Callable[[JobEvent], None] | None = None,
+    ) -> str: ...
+
+    def audit_event(self, action: str, target: str, outcome: str, **details: object) -> None: ...
+
+    @property
+    def db(self) -> AppDatabase:
+        """The app database: destinations' settings and the app's own settings."""
+        ...
+
+
+class Triggers(Protocol):
+    """What starts backups without a person (``safekeep.engine.daemon.TriggerHost``).
+
+    The app hosts it (scheduler, file watcher, ``safekeep trigger`` socket); the tray pauses and
+    resumes it and shows when each plan runs next. Its calls are quick (no network).
+    """
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def reload(self) -> None: ...
+
+    def pause_for(self, seconds: float) -> None: ...
+
+    def pause_until_tomorrow(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def next_run(self, plan_id: str) -> datetime | None: ...
+
+    def paused_until(self, plan_id: str) -> datetime | None: ...
+
 
 class EngineUnavailable(SafekeepError):
     """The engine package is missing from this installation."""
@@ -151,6 +199,15 @@ def open_engine(home: Path | None = None) -> Engine:
         ) from exc
     service = module.Service.open(home)
     return cast(Engine, service)
+
+
+def open_triggers(engine: Engine, folder: Path | None = None) -> Triggers:
+    """The trigger host over the engine (not started). ``folder`` holds its lock and socket."""
+    from safekeep.engine.daemon import TriggerHost  # noqa: PLC0415 - starts the watcher's machinery
+    from safekeep.engine.service import Service  # noqa: PLC0415
+
+    assert isinstance(engine, Service)
+    return TriggerHost(engine, folder=folder)
 
 
 def trust_sftp_host(

@@ -114,9 +114,11 @@ class LocalBackend:
         return self._root
 
     def create(self, *, cancel: CancelToken = NEVER) -> None:
-        """Make the repository folder and restic's sub-folders (idempotent)."""
+        """Make the repository folder and restic's sub-folders (idempotent). Safekeep's own
+        folder (``FileType.APP``) is made when something is first saved there."""
         cancel.raise_if_cancelled()
-        dirs = [self._root] + [self._root / t.value for t in FileType if t is not FileType.CONFIG]
+        restic_types = [t for t in FileType if t not in (FileType.CONFIG, FileType.APP)]
+        dirs = [self._root] + [self._root / t.value for t in restic_types]
         dirs += [self._root / FileType.PACK.value / f"{i:02x}" for i in range(256)]
         for d in dirs:
             cancel.raise_if_cancelled()
