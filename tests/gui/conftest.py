@@ -16,6 +16,7 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from safekeep.engine.service import Service
+from safekeep.gui.background import Background
 
 TEST_KDF = "1024,8,1"
 
@@ -37,9 +38,18 @@ def close_service(service: Service) -> None:
 
 @pytest.fixture()
 def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))  # start-at-login entries
     service = open_service(tmp_path / "app", monkeypatch)
     yield service
     close_service(service)
+
+
+@pytest.fixture()
+def background(engine: Service) -> Iterator[Background]:
+    """The windows' background runner; kept until its calls are done (before the engine closes)."""
+    bg = Background()
+    yield bg
+    bg.wait_for_done(60_000)
 
 
 @pytest.fixture(scope="session")

@@ -1,18 +1,22 @@
 """One app per user: a second launch asks the running one to show its window, then exits.
 
 The running app listens on a local socket (a named pipe on Windows) whose name includes the
-user's name; a new launch that can connect sends ``show`` and quits. A socket left behind by a
+user's name (and, with ``SAFEKEEP_HOME``, a digest of that folder: a portable install is an app
+of its own); a new launch that can connect sends ``show`` and quits. A socket left behind by a
 crashed app is removed before listening.
 """
 
 from __future__ import annotations
 
 import getpass
+import hashlib
 import logging
 import re
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
+
+from safekeep.state import paths
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +25,9 @@ CONNECT_TIMEOUT_MS = 1000
 
 def server_name(suffix: str = "") -> str:
     user = re.sub(r"[^A-Za-z0-9_.-]", "_", getpass.getuser())
+    home = paths.home_override()
+    if home is not None:
+        user += "-" + hashlib.sha256(str(home).encode()).hexdigest()[:10]
     return f"safekeep-{user}{suffix}"
 
 

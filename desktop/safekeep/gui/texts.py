@@ -24,19 +24,23 @@ def size(n: int) -> str:
     return f"{n}"  # pragma: no cover
 
 
+def _count(n: int, one: str, many: str) -> str:
+    return tr(one) if n == 1 else tr(many).format(n=n)
+
+
 def age(then: datetime, now: datetime) -> str:
     """``5 minutes ago``, ``yesterday``, ``3 days ago``."""
     seconds = (now - then).total_seconds()
     if seconds < 60:
         return tr("just now")
     if seconds < 3600:
-        return tr("%n minute(s) ago").replace("%n", str(int(seconds // 60)))
+        return _count(int(seconds // 60), "1 minute ago", "{n} minutes ago")
     if seconds < 86400:
-        return tr("%n hour(s) ago").replace("%n", str(int(seconds // 3600)))
+        return _count(int(seconds // 3600), "1 hour ago", "{n} hours ago")
     days = int(seconds // 86400)
     if days == 1:
         return tr("yesterday")
-    return tr("%n days ago").replace("%n", str(days))
+    return tr("{n} days ago").format(n=days)
 
 
 def when(then: datetime, now: datetime) -> str:
