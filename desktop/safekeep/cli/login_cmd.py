@@ -77,8 +77,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 def _dest(service: Service, name: str) -> tuple[Destination, SecretStore, ProviderSettings]:
     dest = service.destination(name)
     scope = service.secrets.scope(dest.id)
-    settings = ProviderSettings(env=dict(dest.env), options=dict(dest.options), store=scope)
-    return dest, scope, settings
+    return dest, scope, service.storage_options(dest, scope).provider
 
 
 def run_login(ctx: CliContext, args: argparse.Namespace) -> int:

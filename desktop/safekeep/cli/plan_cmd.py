@@ -24,6 +24,7 @@ from safekeep.state import paths
 from safekeep.state.model import Plan, Retention, Trigger, new_id
 from safekeep.storage.registry import ProviderSettings, parse_location
 from safekeep.storage.secrets import MemorySecretStore
+from safekeep.triggers.rules import SCHEDULE_KINDS, InvalidSchedule, parse_rule
 
 SIGN_IN_SCHEMES = frozenset({"gdrive", "onedrive", "dropbox"})
 
@@ -273,21 +274,14 @@ def tell_host() -> None:
 
 
 def describe_trigger(t: Trigger) -> str:
-    p = t.params
-    if t.kind == "interval":
-        return f"every {p.get('minutes')} minutes"
-    if t.kind == "daily":
-        return "every day at " + ", ".join(p.get("times", []))
-    if t.kind == "weekly":
-        names = [k for k, v in _WEEKDAYS.items() if v in p.get("weekdays", [])]
-        return f"every {', '.join(names)} at " + ", ".join(p.get("times", []))
-    if t.kind == "monthly":
-        days = ["the last day" if d == -1 else f"day {d}" for d in p.get("days", [])]
-        return f"monthly on {', '.join(days)} at " + ", ".join(p.get("times", []))
-    if t.kind == "cron":
-        return f"cron {p.get('expression')}"
+    """A trigger in plain English; schedules are described by their rule."""
+    if t.kind in SCHEDULE_KINDS:
+        try:
+            return parse_rule(t.kind, t.params).describe()
+        except InvalidSchedule as exc:
+            return f"an unusable {t.kind} schedule ({exc.message})"
     if t.kind == "file-change":
-        return f"when files change (after {p.get('quiet_seconds', 60)} s of quiet)"
+        return f"when files change (after {t.params.get('quiet_seconds', 60)} s of quiet)"
     if t.kind == "disk-connected":
         return "when the disk is connected"
     return t.kind

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from safekeep.state.model import Destination
+from safekeep.storage.compose import StorageOptions
+from safekeep.storage.registry import ProviderSettings
+from safekeep.storage.secrets import SecretStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,3 +90,22 @@ class Job:
             audit_log=str(d.get("audit_log") or ""),
             audit_target=str(d.get("audit_target") or ""),
         )
+
+
+def storage_options(
+    dest: Destination,
+    secret_env: Mapping[str, str],
+    store: SecretStore | None,
+    *,
+    read_only: bool = False,
+) -> StorageOptions:
+    """How to open a destination's storage: its settings and options, the secret variables'
+    values, the store of its sign-in tokens, and its bandwidth limits (one place for the service
+    and the worker)."""
+    settings = ProviderSettings(env={**dest.env, **secret_env}, options=dict(dest.options), store=store)
+    return StorageOptions(
+        provider=settings,
+        read_only=read_only,
+        upload_limit_kib=dest.upload_limit_kib,
+        download_limit_kib=dest.download_limit_kib,
+    )

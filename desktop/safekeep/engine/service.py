@@ -33,7 +33,7 @@ from safekeep.core.format.snapshot import Snapshot
 from safekeep.core.locks import pid_alive, remove_stale_locks
 from safekeep.core.repository import Repository, RepositoryOptions
 from safekeep.engine.events import JobEvent
-from safekeep.engine.jobs import Job
+from safekeep.engine.jobs import Job, storage_options
 from safekeep.engine.runner import WorkerRun
 from safekeep.state import paths
 from safekeep.state.audit import Action, AuditLog, describe
@@ -164,21 +164,12 @@ class Service:
                 return d
         raise DestinationNotFound([name_or_id])
 
-    def _settings(self, dest: Destination, store: SecretStore | None = None) -> ProviderSettings:
+    def storage_options(
+        self, dest: Destination, store: SecretStore | None = None, *, read_only: bool = False
+    ) -> StorageOptions:
+        """How to open ``dest``'s storage, with its secrets from the keyring (or ``store``)."""
         scope = store if store is not None else self.secrets.scope(dest.id)
-        env = dict(dest.env)
-        for name in dest.secret_env:
-            value = scope.get(name)
-            if value is not None:
-                env[name] = value
-        return ProviderSettings(env=env, options=dict(dest.options), store=scope)
-
-    def _storage_options(self, dest: Destination, settings: ProviderSettings) -> StorageOptions:
-        return StorageOptions(
-            provider=settings,
-            upload_limit_kib=dest.upload_limit_kib,
-            download_limit_kib=dest.download_limit_kib,
-        )
+        return storage_options(dest, _secret_env(dest, scope), scope, read_only=read_only)
 
     def test_location(
         self,
@@ -244,8 +235,7 @@ class Service:
                     value = store.get(k)
                     if value is not None:
                         scope.set(k, value)
-            settings = self._settings(dest, scope)
-            backend = open_backend(location, options=self._storage_options(dest, settings))
+            backend = open_backend(location, options=self.storage_options(dest, scope))
             try:
                 repo_options = RepositoryOptions(kdf=self._kdf)
                 if create:
@@ -440,9 +430,7 @@ class Service:
         """A destination's repository opened here, read-only (browsing; jobs use a worker)."""
         dest = self.destination(destination)
         password = self.destination_password(dest)
-        settings = self._settings(dest)
-        options = replace(self._storage_options(dest, settings), read_only=True)
-        backend = open_backend(dest.location, options=options)
+        backend = open_backend(dest.location, options=self.storage_options(dest, read_only=True))
         try:
             cache = str(self.cache_dir / "repositories") if self.cache_dir else None
             repo = Repository.open(
@@ -539,7 +527,7 @@ class Service:
         try:
             password = self.destination_password(dest)
             scope = self.secrets.scope(dest.id)
-            secret_env = {n: v for n in dest.secret_env if (v := scope.get(n)) is not None}
+            secret_env = _secret_env(dest, scope)
             # everything else in the destination's scope (sign-in tokens) goes to the provider
             skip = {PASSWORD_SECRET, *dest.secret_env}
             store = {n: v for n in scope.names() if n not in skip and (v := scope.get(n)) is not None}
@@ -607,8 +595,7 @@ class Service:
         for stale locks); a failure here is logged, and the next worker tries again.
         """
         try:
-            settings = self._settings(dest)
-            backend = open_backend(dest.location, options=self._storage_options(dest, settings))
+            backend = open_backend(dest.location, options=self.storage_options(dest))
             try:
                 repo = Repository.open(backend, password)
                 try:
@@ -690,3 +677,8 @@ class Service:
         if result.error:
             details["error"] = result.error
         self.audit_event(action, target, result.outcome.value, **details)
+
+
+def _secret_env(dest: Destination, scope: SecretStore) -> dict[str, str]:
+    """The values of the destination's secret variables, from its keyring scope."""
+    return {n: v for n in dest.secret_env if (v := scope.get(n)) is not None}

@@ -38,11 +38,11 @@ from safekeep.core.locks import Lock, remove_stale_locks
 from safekeep.core.repository import Repository, RepositoryOptions
 from safekeep.core.restorer import RestoreOptions, Restorer
 from safekeep.engine.events import JobEvent
-from safekeep.engine.jobs import Job
+from safekeep.engine.jobs import Job, storage_options
 from safekeep.state.audit import Action, AuditLog, upload_copy
 from safekeep.state.model import DestinationResult, Outcome, SkippedFile
-from safekeep.storage.compose import StorageOptions, open_backend
-from safekeep.storage.registry import ProviderSettings, parse_location
+from safekeep.storage.compose import open_backend
+from safekeep.storage.registry import parse_location
 from safekeep.storage.validate import free_space
 from safekeep.triggers.space import SpaceReading, SpaceThreshold, check_space, local_space
 
@@ -114,13 +114,7 @@ class _ReportingStore:
 @contextlib.contextmanager
 def open_repository(job: Job, emit: Emitter, cancel: CancelToken) -> Iterator[Repository]:
     dest = job.destination
-    env = {**dest.env, **job.secret_env}
-    settings = ProviderSettings(
-        env=env, options=dict(dest.options), store=_ReportingStore(dict(job.store), emit)
-    )
-    options = StorageOptions(
-        provider=settings, upload_limit_kib=dest.upload_limit_kib, download_limit_kib=dest.download_limit_kib
-    )
+    options = storage_options(dest, job.secret_env, _ReportingStore(dict(job.store), emit))
     backend = open_backend(dest.location, options=options)
     try:
         kdf = KDFParams(*job.kdf) if job.kdf else None
