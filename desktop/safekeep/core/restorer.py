@@ -6,25 +6,45 @@
 2. **Fetch.** Packs are processed in parallel; each pack is read once (adjacent blobs in one
    ranged read). Every blob is decrypted and checked against its SHA-256 before a byte of it is
    written. Files are written under a temporary name in their folder.
-3. **Finish.** When the last blob of a file is written, the file is renamed to its real name
-   and its metadata applied. Hardlinks are linked to their first restored member. Folder metadata
-   is applied last, deepest first (creating children changes a folder's times).
+3. **Finish.** When the last blob of a file is written, the file is re-read from disk and each
+   chunk checked against its SHA-256 (``verify``), then renamed to its real name and its metadata
+   applied. Hardlinks are linked to their first restored member. Folder metadata is applied last,
+   deepest first (creating children changes a folder's times).
 
-If a file cannot be restored (damaged data, no space), the error goes to the error policy and its
-temporary file is removed; after a cancel every unfinished temporary file is removed too. Nothing
-half-written is left under a real name.
+Where things land: by default a snapshot path ``P`` is restored at ``target + P`` (restic's
+layout; target ``/`` puts everything back where it was). With ``flatten`` each selected path is
+restored as ``target/basename(P)``, like pasting it into a folder.
+
+Conflicts: a folder that exists is merged. A file, symlink or other non-folder in the way is
+overwritten, skipped or kept next to the restored copy (``report (restored 2026-11-22).xlsx``),
+per :class:`ConflictPolicy` — one policy for the whole restore, and per-path ``decisions`` that
+override it (a folder's decision covers everything below it, a deeper decision wins). A folder is
+never replaced by a file nor a file by a folder: that is reported as an error and left alone.
+:func:`find_conflicts` previews what is in the way before a restore starts.
+
+If a file cannot be restored (damaged data, no space, failed verification), the error goes to
+the error policy and its temporary file is removed; after a cancel every unfinished temporary
+file is removed too. Nothing half-written is left under a real name, and the item that was in
+the way is untouched. :class:`RestoreSummary` counts what happened and lists each non-folder item
+(:class:`RestoredItem`, at most :data:`ITEMS_LIMIT`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import errno
+import hashlib
 import logging
 import os
+import posixpath
 import stat
 import threading
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from enum import StrEnum
+from typing import Any
 
 from safekeep.common.cancel import NEVER, CancelToken
 from safekeep.common.clock import SYSTEM_CLOCK, Clock
@@ -49,10 +69,21 @@ log = logging.getLogger(__name__)
 
 MERGE_GAP = 1024 * 1024  # read across gaps up to this size instead of issuing another request
 MAX_READ = 32 * 1024 * 1024
+ITEMS_LIMIT = 100_000  # at most this many items in a summary (memory bound)
+CONFLICTS_LIMIT = 10_000  # at most this many conflicts in a preview
+NAME_MAX = 255  # bytes in one file name (ext4, NTFS, APFS, exFAT)
 
 
 class RestoreError(SafekeepError):
     """One item could not be restored (recorded; the restore goes on)."""
+
+
+class ConflictPolicy(StrEnum):
+    """What to do with a file or symlink that already exists where an item is restored."""
+
+    OVERWRITE = "overwrite"  # replace it (restic's behaviour)
+    SKIP = "skip"  # leave it alone; the item is reported as skipped
+    KEEP_BOTH = "keep-both"  # keep it; the restored item gets a "(restored DATE)" name
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,30 +91,293 @@ class RestoreOptions:
     include: tuple[str, ...] = ()  # snapshot paths to restore ("" = everything)
     workers: int = 0  # 0 = the backend's connections, at least 2
     restore_owner: bool = True
+    conflict: ConflictPolicy = ConflictPolicy.OVERWRITE  # for every existing item in the way
+    # snapshot path -> policy for that item, or for everything below a folder (deepest wins)
+    decisions: Mapping[str, ConflictPolicy] = field(default_factory=dict)
+    flatten: bool = False  # restore each include path P as target/basename(P)
+    verify: bool = True  # re-read each file and check its chunks before it takes its real name
+    restored_on: date | None = None  # the date in keep-both names (None: today, by the clock)
+
+
+class Action(StrEnum):
+    """What happened to one restored item (:attr:`RestoredItem.action`)."""
+
+    RESTORED = "restored"  # nothing was in the way
+    OVERWRITTEN = "overwritten"
+    KEPT_BOTH = "kept-both"  # restored under a new name; the existing item kept
+    SKIPPED = "skipped"  # the existing item kept; nothing restored
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class RestoredItem:
+    """One restored file, symlink or other non-folder, and what happened to it (an :class:`Action`)."""
+
+    snapshot_path: str
+    target_path: str
+    action: str
+    size: int
+    verified: bool
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """A selected item whose place in the target is taken.
+
+    ``kind``: "file" (a file, symlink or other non-folder is there, and the backup has a
+    non-folder: the conflict policy decides), "folder" (a selected folder that exists: it is
+    merged; listed so that a decision can cover everything in it) or "type" (a folder where the
+    backup has a file, or a file or symlink where it has a folder: never replaced, an error).
+    Sizes of folders are 0; times are Unix seconds.
+    """
+
+    snapshot_path: str
+    target_path: str
+    kind: str
+    existing_size: int
+    existing_mtime: float
+    backup_size: int
+    backup_mtime: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictScan:
+    conflicts: tuple[Conflict, ...] = ()
+    more: bool = False  # there were more than the limit; the rest are not listed
 
 
 @dataclass(slots=True)
 class RestoreSummary:
-    files_restored: int = 0
+    files_restored: int = 0  # files put in place, including the overwritten and kept-both ones
     dirs_restored: int = 0
     other_restored: int = 0  # symlinks, fifos, devices, hardlinks
     bytes_written: int = 0
     files_total: int = 0
     bytes_total: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
+    skipped: int = 0  # items not restored because something was in the way (policy "skip")
+    overwritten: int = 0
+    kept_both: int = 0
+    verified: int = 0  # files whose restored content was re-read and matched the backup
+    items: list[RestoredItem] = field(default_factory=list)
+    items_omitted: int = 0  # items beyond ITEMS_LIMIT, counted only
+
+    @property
+    def restored(self) -> int:
+        """Non-folder items put in place."""
+        return self.files_restored + self.other_restored
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreReport:
+    """What a finished restore did, as stored after the run (see ``Service.restore_report``).
+
+    ``restored`` counts every non-folder item put in place (including the overwritten and
+    kept-both ones), ``folders`` the folders; ``failed`` the items that could not be restored
+    (``errors``: path and message, at most ITEMS_LIMIT); ``items`` lists the first ITEMS_LIMIT
+    non-folder items, ``items_omitted`` how many more there were. ``complete`` is False when the
+    restore was cancelled or stopped before its end.
+    """
+
+    restored: int = 0
+    overwritten: int = 0
+    kept_both: int = 0
+    skipped: int = 0
+    failed: int = 0
+    verified: int = 0
+    folders: int = 0
+    bytes_written: int = 0
+    items: tuple[RestoredItem, ...] = ()
+    items_omitted: int = 0
+    run_id: str = ""
+    snapshot_id: str = ""
+    target: str = ""
+    errors: tuple[tuple[str, str], ...] = ()
+    complete: bool = True
+
+    @classmethod
+    def of(
+        cls,
+        s: RestoreSummary,
+        *,
+        run_id: str = "",
+        snapshot_id: str = "",
+        target: str = "",
+        complete: bool = True,
+    ) -> RestoreReport:
+        return cls(
+            restored=s.restored,
+            overwritten=s.overwritten,
+            kept_both=s.kept_both,
+            skipped=s.skipped,
+            failed=len(s.errors),
+            verified=s.verified,
+            folders=s.dirs_restored,
+            bytes_written=s.bytes_written,
+            items=tuple(s.items),
+            items_omitted=s.items_omitted,
+            run_id=run_id,
+            snapshot_id=snapshot_id,
+            target=target,
+            errors=tuple(s.errors[:ITEMS_LIMIT]),
+            complete=complete,
+        )
+
+    def counts(self) -> dict[str, int]:
+        """The numbers alone (for events and the audit log)."""
+        return {
+            "restored": self.restored,
+            "overwritten": self.overwritten,
+            "kept_both": self.kept_both,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "verified": self.verified,
+            "folders": self.folders,
+            "bytes_written": self.bytes_written,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["errors"] = [list(e) for e in self.errors]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RestoreReport:
+        items = tuple(
+            RestoredItem(
+                snapshot_path=str(i["snapshot_path"]),
+                target_path=str(i["target_path"]),
+                action=str(i["action"]),
+                size=int(i["size"]),
+                verified=bool(i["verified"]),
+                error=str(i.get("error") or ""),
+            )
+            for i in d.get("items") or ()
+        )
+        return cls(
+            **{k: int(d.get(k) or 0) for k in cls().counts()},
+            items=items,
+            items_omitted=int(d.get("items_omitted") or 0),
+            run_id=str(d.get("run_id") or ""),
+            snapshot_id=str(d.get("snapshot_id") or ""),
+            target=str(d.get("target") or ""),
+            errors=tuple((str(p), str(m)) for p, m in d.get("errors") or ()),
+            complete=bool(d.get("complete", True)),
+        )
+
+
+# ---------------------------------------------------------------------------- selection
+
+
+def _clean(path: str) -> str:
+    p = "/" + path.strip("/")
+    return posixpath.normpath(p) if p != "/" else "/"
+
+
+def _under(path: str, folder: str) -> bool:
+    """``path`` is ``folder`` or below it."""
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+class _Selection:
+    """Which snapshot paths a restore takes, and (with ``flatten``) the roots placed in the target."""
+
+    def __init__(self, include: Sequence[str], flatten: bool) -> None:
+        cleaned = sorted({_clean(p) for p in include})
+        self.includes = [] if "/" in cleaned else cleaned
+        # the outermost selected paths (a path below another one is part of it)
+        self.roots = [p for p in self.includes if not any(q != p and _under(p, q) for q in self.includes)]
+        self.flatten = flatten and bool(self.roots)
+
+    def selected(self, path: str) -> str:
+        """'all', 'partial' (an ancestor of something included) or 'none'."""
+        if not self.includes:
+            return "all"
+        result = "none"
+        for inc in self.includes:
+            if _under(path, inc):
+                return "all"
+            if inc.startswith(path.rstrip("/") + "/"):
+                result = "partial"
+        return result
+
+
+def _child(snap_path: str, name: bytes) -> str:
+    return snap_path.rstrip("/") + "/" + os.fsdecode(name)
+
+
+def _find_node(repo: Repository, tree_id: bytes, path: str, cancel: CancelToken) -> Node | None:
+    """The node at snapshot path ``path`` (not "/"), or None."""
+    parts = [os.fsencode(p) for p in path.strip("/").split("/")]
+    for i, name in enumerate(parts):
+        nodes = decode_tree(repo.load_blob(BlobType.TREE, tree_id, cancel=cancel))
+        node = next((n for n in nodes if n.name == name), None)
+        if node is None:
+            return None
+        if i == len(parts) - 1:
+            return node
+        if node.type != "dir" or node.subtree is None:
+            return None
+        tree_id = node.subtree
+    return None
+
+
+def keep_both_name(name: bytes, day: date, n: int = 1) -> bytes:
+    """``report.xlsx`` -> ``report (restored 2026-11-22).xlsx`` (``n`` > 1: ``... 2026-11-22 2)``).
+
+    The last suffix stays (``a.tar.gz`` -> ``a.tar (restored ...).gz``); a leading dot is no
+    suffix (``.bashrc (restored ...)``). Long names are shortened to fit NAME_MAX bytes.
+    """
+    stem, ext = os.path.splitext(name)
+    if len(ext) > 32:  # not a real suffix: keep the whole name as the stem
+        stem, ext = name, b""
+    tag = f" (restored {day.isoformat()}{f' {n}' if n > 1 else ''})".encode()
+    room = NAME_MAX - len(tag) - len(ext)
+    if len(stem) > room:
+        stem = stem[:room]
+        try:  # do not cut a UTF-8 character in half
+            name.decode()
+            stem = stem.decode(errors="ignore").encode()
+        except UnicodeDecodeError:
+            pass
+    return stem + tag + ext
+
+
+def _exists(path: bytes) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
+# ---------------------------------------------------------------------------- restoring
 
 
 class _FileJob:
-    __slots__ = ("failed", "lock", "node", "path", "remaining", "tmp", "written")
+    __slots__ = ("action", "failed", "lock", "node", "path", "remaining", "shown", "tmp", "written")
 
-    def __init__(self, path: bytes, node: Node, blobs: int) -> None:
+    def __init__(self, path: bytes, node: Node, blobs: int, shown: str, action: Action) -> None:
         self.path = path
         self.tmp = _tmp_name(path)
         self.node = node
+        self.shown = shown
+        self.action = action
         self.remaining = blobs
         self.failed = False
         self.written = False
         self.lock = threading.Lock()
+
+
+class _Link:
+    __slots__ = ("action", "first", "node", "path", "shown")
+
+    def __init__(self, first: bytes, path: bytes, node: Node, shown: str, action: Action) -> None:
+        self.first = first
+        self.path = path
+        self.node = node
+        self.shown = shown
+        self.action = action
 
 
 def _tmp_name(path: bytes) -> bytes:
@@ -113,20 +407,28 @@ class Restorer:
         self._jobs: list[_FileJob] = []
         self._dirs: list[tuple[bytes, Node]] = []
         self._hardlinks: dict[tuple[int, int], bytes] = {}
-        self._links_todo: list[tuple[bytes, bytes]] = []
+        self._links_todo: list[_Link] = []
         self._lock = threading.Lock()
         self._throttle = Throttle(0.25, clock)
         self._start = 0.0
-        self._includes = [_clean(p) for p in self.options.include if _clean(p) != "/"]
+        self._selection = _Selection(self.options.include, self.options.flatten)
+        self._decisions = {_clean(k): ConflictPolicy(v) for k, v in self.options.decisions.items()}
+        self._claimed: set[bytes] = set()  # names given to kept-both copies in this restore
+        self._day = self.options.restored_on
 
     # ------------------------------------------------------------------ public
 
     def restore(self, snapshot: Snapshot, target: str) -> RestoreSummary:
         self._start = self.clock.monotonic()
+        if self._day is None:
+            self._day = self.clock.now().astimezone().date()
         os.makedirs(target, exist_ok=True)
         root = os.fsencode(os.path.abspath(target))
         try:
-            self._plan_tree(snapshot.tree, root, "/")
+            if self._selection.flatten:
+                self._plan_roots(snapshot.tree, root)
+            else:
+                self._plan_tree(snapshot.tree, root, "/")
             self.summary.files_total = len(self._jobs) + self.summary.files_restored
             self._fetch()
             self.cancel.raise_if_cancelled()
@@ -135,23 +437,11 @@ class Restorer:
                 self._meta(path, node)
         finally:
             self._cleanup()
-        self.summary.errors = [(e.path, e.message) for e in self.recorder.errors]
+            self.summary.errors = [(e.path, e.message) for e in self.recorder.errors]
         self._report(final=True)
         return self.summary
 
     # ------------------------------------------------------------------ planning
-
-    def _selected(self, path: str) -> str:
-        """'all', 'partial' (an ancestor of something included) or 'none'."""
-        if not self._includes:
-            return "all"
-        result = "none"
-        for inc in self._includes:
-            if path == inc or path.startswith(inc.rstrip("/") + "/"):
-                return "all"
-            if inc.startswith(path.rstrip("/") + "/"):
-                result = "partial"
-        return result
 
     def _error(self, path: bytes | str, exc: Exception) -> None:
         p = os.fsdecode(path)
@@ -160,32 +450,69 @@ class Restorer:
         if self._policy is not None:
             self._policy(p, exc)
 
+    def _plan_roots(self, tree_id: bytes, root: bytes) -> None:
+        """``flatten``: each selected path goes to ``root/basename``."""
+        names: dict[bytes, str] = {}
+        siblings = {os.fsencode(posixpath.basename(p)) for p in self._selection.roots}
+        for path in self._selection.roots:
+            self.cancel.raise_if_cancelled()
+            try:
+                node = _find_node(self.repo, tree_id, path, self.cancel)
+            except SafekeepError as exc:
+                if isinstance(exc, Cancelled):
+                    raise
+                self._error(path, exc)
+                continue
+            if node is None:
+                self._error(path, RestoreError(f"{path} is not in the snapshot"))
+                continue
+            if node.name in names:
+                other = names[node.name]
+                self._error(
+                    path,
+                    RestoreError(
+                        f"{path} was not restored: {other} has the same name and goes to the same place"
+                    ),
+                )
+                continue
+            names[node.name] = path
+            self._plan_entry(node, root, path, "all", siblings)
+
     def _plan_tree(self, tree_id: bytes, dir_path: bytes, snap_path: str) -> None:
         self.cancel.raise_if_cancelled()
         try:
             nodes = decode_tree(self.repo.load_blob(BlobType.TREE, tree_id, cancel=self.cancel))
         except SafekeepError as exc:
+            if isinstance(exc, Cancelled):
+                raise
             self._error(snap_path, exc)
             return
+        siblings = {n.name for n in nodes}
         for node in nodes:
-            name_shown = snap_path.rstrip("/") + "/" + os.fsdecode(node.name)
-            sel = self._selected(name_shown)
-            if sel == "none":
-                continue
-            try:
-                check_name(node.name, where=snap_path)
-            except UnsafePathError as exc:
-                self._error(name_shown, exc)
-                continue
-            path = os.path.join(dir_path, node.name)
-            try:
-                self._plan_node(node, path, name_shown, sel)
-            except (OSError, SafekeepError) as exc:
-                if isinstance(exc, Cancelled):
-                    raise
-                self._error(name_shown, exc)
+            shown = _child(snap_path, node.name)
+            sel = self._selection.selected(shown)
+            if sel != "none":
+                self._plan_entry(node, dir_path, shown, sel, siblings)
 
-    def _plan_node(self, node: Node, path: bytes, shown: str, sel: str) -> None:
+    def _plan_entry(
+        self, node: Node, dir_path: bytes, shown: str, sel: str, siblings: Collection[bytes]
+    ) -> None:
+        try:
+            check_name(node.name, where=posixpath.dirname(shown))
+        except UnsafePathError as exc:
+            self._error(shown, exc)
+            return
+        path = os.path.join(dir_path, node.name)
+        try:
+            self._plan_node(node, path, shown, sel, siblings)
+        except (OSError, SafekeepError) as exc:
+            if isinstance(exc, Cancelled):
+                raise
+            self._error(shown, exc)
+            if node.type != "dir" and sel == "all":
+                self._item(shown, path, Action.FAILED, node.size, error=str(exc) or type(exc).__name__)
+
+    def _plan_node(self, node: Node, path: bytes, shown: str, sel: str, siblings: Collection[bytes]) -> None:
         if node.type == "dir":
             self._make_dir(path)
             if node.subtree is None:
@@ -197,19 +524,23 @@ class Restorer:
             return
         if sel != "all":
             return
+        claim = self._claim(path, shown, node, siblings)
+        if claim is None:
+            return
+        path, action = claim
         key = (node.device_id, node.inode)
-        if node.type != "dir" and node.links > 1 and node.inode:
+        if node.links > 1 and node.inode:
             first = self._hardlinks.get(key)
             if first is not None:
-                self._links_todo.append((first, path))
+                self._links_todo.append(_Link(first, path, node, shown, action))
                 return
             self._hardlinks[key] = path
         if node.type == "file":
             content = node.content or []
             if not content:
-                self._write_empty(path, node)
+                self._write_empty(path, node, shown, action)
                 return
-            job = _FileJob(path, node, len(content))
+            job = _FileJob(path, node, len(content), shown, action)
             offset = 0
             for blob_id in content:
                 found = self.repo.index.lookup(BlobType.DATA, blob_id)
@@ -221,24 +552,69 @@ class Restorer:
                 offset += blob.plaintext_length
             self._jobs.append(job)
             self.summary.bytes_total += offset
-        elif node.type == "symlink":
-            tmp = _tmp_name(path)
+            return
+        tmp = _tmp_name(path)
+        if node.type == "symlink":
             os.symlink(node.linktarget, tmp)
-            self._rename_into_place(tmp, path, node)
-            self.summary.other_restored += 1
         elif node.type == "fifo":
-            tmp = _tmp_name(path)
             os.mkfifo(tmp, 0o600)
-            self._rename_into_place(tmp, path, node)
-            self.summary.other_restored += 1
         elif node.type in ("dev", "chardev"):
             kind = stat.S_IFBLK if node.type == "dev" else stat.S_IFCHR
-            tmp = _tmp_name(path)
             os.mknod(tmp, kind | 0o600, node.device)
-            self._rename_into_place(tmp, path, node)
-            self.summary.other_restored += 1
         else:
             log.info("not restoring %s of type %s", shown, node.type)
+            return
+        placed = self._place(tmp, path, node, shown, action)
+        if placed is not None:
+            self._placed(shown, placed[0], placed[1], node.size, verified=False, other=True)
+
+    # ------------------------------------------------------------------ conflicts
+
+    def _policy_for(self, shown: str) -> ConflictPolicy:
+        if self._decisions:
+            p = shown
+            while True:
+                found = self._decisions.get(p)
+                if found is not None:
+                    return found
+                if p == "/":
+                    break
+                p = posixpath.dirname(p)
+        return self.options.conflict
+
+    def _claim(
+        self, path: bytes, shown: str, node: Node, siblings: Collection[bytes]
+    ) -> tuple[bytes, Action] | None:
+        """Where a non-folder item goes and what that does to what is there; None: skipped."""
+        st = _exists(path)
+        if st is None:
+            if path in self._claimed:
+                raise RestoreError(f"{shown}: a kept copy of another item took the name {os.fsdecode(path)}")
+            return path, Action.RESTORED
+        if stat.S_ISDIR(st.st_mode):
+            raise RestoreError(f"{os.fsdecode(path)} exists and is a folder; it was left alone")
+        policy = self._policy_for(shown)
+        if policy is ConflictPolicy.SKIP:
+            with self._lock:
+                self.summary.skipped += 1
+            self._item(shown, path, Action.SKIPPED, node.size)
+            return None
+        if policy is ConflictPolicy.OVERWRITE:
+            return path, Action.OVERWRITTEN
+        return self._free_name(path, siblings), Action.KEPT_BOTH
+
+    def _free_name(self, path: bytes, siblings: Collection[bytes]) -> bytes:
+        folder, name = os.path.split(path)
+        assert self._day is not None
+        n = 1
+        while True:
+            candidate = keep_both_name(name, self._day, n)
+            full = os.path.join(folder, candidate)
+            if candidate not in siblings and full not in self._claimed and _exists(full) is None:
+                with self._lock:
+                    self._claimed.add(full)
+                return full
+            n += 1
 
     def _make_dir(self, path: bytes) -> None:
         try:
@@ -251,25 +627,71 @@ class Restorer:
                     path=os.fsdecode(path),
                 ) from None
             if not stat.S_ISDIR(st.st_mode):
-                raise RestoreError(f"{os.fsdecode(path)} exists and is not a folder") from None
+                raise RestoreError(
+                    f"{os.fsdecode(path)} exists and is not a folder; it was left alone"
+                ) from None
 
-    def _write_empty(self, path: bytes, node: Node) -> None:
+    def _write_empty(self, path: bytes, node: Node, shown: str, action: Action) -> None:
         tmp = _tmp_name(path)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(fd)
-        self._rename_into_place(tmp, path, node)
-        self.summary.files_restored += 1
+        placed = self._place(tmp, path, node, shown, action)
+        if placed is not None:
+            self._placed(shown, placed[0], placed[1], 0, verified=self.options.verify)
 
-    def _rename_into_place(self, tmp: bytes, path: bytes, node: Node) -> None:
+    def _place(
+        self, tmp: bytes, path: bytes, node: Node, shown: str, action: Action
+    ) -> tuple[bytes, Action] | None:
+        """Rename ``tmp`` to ``path`` and apply the metadata; None if it was not placed.
+
+        Something that appeared at ``path`` since the plan is overwritten only under the
+        overwrite policy; else the item fails and what appeared is left alone.
+        """
         try:
-            st = os.lstat(path)
-            if stat.S_ISDIR(st.st_mode) and not stat.S_ISLNK(st.st_mode):
-                os.unlink(tmp)
+            st = _exists(path)
+            if st is not None and stat.S_ISDIR(st.st_mode):
                 raise RestoreError(f"{os.fsdecode(path)} exists and is a folder; it was left alone")
-        except FileNotFoundError:
-            pass
-        os.replace(tmp, path)
+            if st is not None and action is not Action.OVERWRITTEN:
+                if self._policy_for(shown) is not ConflictPolicy.OVERWRITE:
+                    raise RestoreError(f"{os.fsdecode(path)} appeared during the restore; it was left alone")
+                action = Action.OVERWRITTEN
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
         self._meta(path, node)
+        return path, action
+
+    def _placed(
+        self, shown: str, path: bytes, action: Action, size: int, *, verified: bool, other: bool = False
+    ) -> None:
+        with self._lock:
+            s = self.summary
+            if other:
+                s.other_restored += 1
+            else:
+                s.files_restored += 1
+            if action is Action.OVERWRITTEN:
+                s.overwritten += 1
+            elif action is Action.KEPT_BOTH:
+                s.kept_both += 1
+            if verified:
+                s.verified += 1
+        self._item(shown, path, action, size, verified=verified)
+
+    def _item(
+        self, shown: str, path: bytes, action: Action, size: int, *, verified: bool = False, error: str = ""
+    ) -> None:
+        with self._lock:
+            if len(self.summary.items) >= ITEMS_LIMIT:
+                self.summary.items_omitted += 1
+                return
+            self.summary.items.append(
+                RestoredItem(shown, os.fsdecode(path), action.value, size, verified, error)
+            )
 
     def _meta(self, path: bytes, node: Node) -> None:
         for warning in apply_metadata(path, node):
@@ -336,6 +758,7 @@ class Restorer:
                         self._fail(job, exc)
                         continue
                     plain_cache[blob.id] = plain
+                self.cancel.raise_if_cancelled()
                 self._write(job, offset, plain)
 
     def _fail(self, job: _FileJob, exc: Exception) -> None:
@@ -345,6 +768,7 @@ class Restorer:
             job.failed = True
         self._remove_tmp(job)
         self._error(job.path, exc)
+        self._item(job.shown, job.path, Action.FAILED, job.node.size, error=str(exc) or type(exc).__name__)
 
     def _write(self, job: _FileJob, offset: int, data: bytes) -> None:
         try:
@@ -368,29 +792,65 @@ class Restorer:
         with self._lock:
             self.summary.bytes_written += len(data)
         if done:
-            try:
-                size = os.stat(job.tmp).st_size
-                if size != job.node.size:
-                    raise RestoreError(
-                        f"{os.fsdecode(job.path)}: restored {size} bytes but the backup says {job.node.size}"
-                    )
-                self._rename_into_place(job.tmp, job.path, job.node)
-            except (OSError, SafekeepError) as exc:
-                self._fail(job, exc)
-                return
-            with self._lock:
-                self.summary.files_restored += 1
+            self._complete(job)
         self._report()
 
+    def _complete(self, job: _FileJob) -> None:
+        """All of ``job``'s data is written: check it, then give it its real name."""
+        try:
+            size = os.stat(job.tmp).st_size
+            if size != job.node.size:
+                raise RestoreError(
+                    f"{os.fsdecode(job.path)}: restored {size} bytes but the backup says {job.node.size}"
+                )
+            if self.options.verify:
+                self._verify(job)
+            placed = self._place(job.tmp, job.path, job.node, job.shown, job.action)
+        except Cancelled:
+            self._remove_tmp(job)
+            raise
+        except (OSError, SafekeepError) as exc:
+            self._fail(job, exc)
+            return
+        if placed is not None:
+            self._placed(job.shown, placed[0], placed[1], job.node.size, verified=self.options.verify)
+
+    def _verify(self, job: _FileJob) -> None:
+        """Re-read the temporary file and check every chunk against its ID (its SHA-256)."""
+        total = 0
+        with open(job.tmp, "rb") as f:
+            for blob_id in job.node.content or []:
+                self.cancel.raise_if_cancelled()
+                found = self.repo.index.lookup(BlobType.DATA, blob_id)
+                if found is None:
+                    raise RestoreError(f"{job.shown}: a part of its data ({blob_id.hex()[:12]}) is missing")
+                length = found[1].plaintext_length
+                data = f.read(length)
+                total += len(data)
+                if len(data) != length or hashlib.sha256(data).digest() != blob_id:
+                    raise RestoreError(
+                        f"{job.shown}: the restored copy does not match the backup "
+                        f"at byte {total - len(data)}; it was removed",
+                        hint="Check the disk you restore to, then restore the file again.",
+                    )
+            if f.read(1) or total != job.node.size:
+                raise RestoreError(
+                    f"{job.shown}: the restored copy has not the size the backup says; it was removed",
+                    hint="Check the disk you restore to, then restore the file again.",
+                )
+
     def _finish_links(self) -> None:
-        for first, path in self._links_todo:
+        for link in self._links_todo:
             try:
-                tmp = _tmp_name(path)
-                os.link(first, tmp)
-                os.replace(tmp, path)
-                self.summary.other_restored += 1
-            except OSError as exc:
-                self._error(path, exc)
+                tmp = _tmp_name(link.path)
+                os.link(link.first, tmp)
+                placed = self._place(tmp, link.path, link.node, link.shown, link.action)
+            except (OSError, SafekeepError) as exc:
+                self._error(link.path, exc)
+                self._item(link.shown, link.path, Action.FAILED, link.node.size, error=str(exc))
+                continue
+            if placed is not None:
+                self._placed(link.shown, placed[0], placed[1], link.node.size, verified=False, other=True)
 
     def _remove_tmp(self, job: _FileJob) -> None:
         try:
@@ -422,11 +882,6 @@ class Restorer:
         )
 
 
-def _clean(path: str) -> str:
-    p = "/" + path.strip("/")
-    return os.path.normpath(p) if p != "/" else "/"
-
-
 def restore(
     repo: Repository,
     snapshot: Snapshot,
@@ -441,3 +896,102 @@ def restore(
     return Restorer(repo, options, progress=progress, on_error=on_error, cancel=cancel, clock=clock).restore(
         snapshot, target
     )
+
+
+# ---------------------------------------------------------------------------- preview
+
+
+class _Full(Exception):
+    pass
+
+
+def find_conflicts(
+    repo: Repository,
+    snapshot: Snapshot,
+    target: str,
+    *,
+    include: Sequence[str] = (),
+    flatten: bool = False,
+    limit: int = CONFLICTS_LIMIT,
+    cancel: CancelToken = NEVER,
+) -> ConflictScan:
+    """What is in the way of restoring ``include`` of ``snapshot`` into ``target`` (read-only).
+
+    Lists every selected non-folder item whose place is taken ("file"), every clash of a folder
+    with a non-folder ("type"), and each selected path that is an existing folder ("folder").
+    Only folders that exist in the target are walked, so a restore into a new folder costs
+    nothing. The repository's index must be loaded.
+    """
+    sel = _Selection(include, flatten)
+    picked = set(sel.includes)
+    root = os.fsencode(os.path.abspath(target))
+    found: list[Conflict] = []
+
+    def add(node: Node, path: bytes, shown: str, kind: str, st: os.stat_result) -> None:
+        if len(found) >= limit:
+            raise _Full
+        folder = kind == "folder"
+        found.append(
+            Conflict(
+                snapshot_path=shown,
+                target_path=os.fsdecode(path),
+                kind=kind,
+                existing_size=0 if stat.S_ISDIR(st.st_mode) else st.st_size,
+                existing_mtime=st.st_mtime,
+                backup_size=0 if folder or node.type == "dir" else node.size,
+                backup_mtime=node.mtime.ns / 1e9,
+            )
+        )
+
+    def children(tree_id: bytes) -> list[Node]:
+        cancel.raise_if_cancelled()
+        return decode_tree(repo.load_blob(BlobType.TREE, tree_id, cancel=cancel))
+
+    def visit(node: Node, path: bytes, shown: str) -> None:
+        """``node`` is selected with everything below it."""
+        st = _exists(path)
+        if st is None:
+            return
+        existing_dir = stat.S_ISDIR(st.st_mode)
+        if node.type == "dir":
+            if not existing_dir:
+                add(node, path, shown, "type", st)
+                return
+            if shown in picked:
+                add(node, path, shown, "folder", st)
+            if node.subtree is not None:
+                walk(node.subtree, path, shown, partial=False)
+        elif existing_dir:
+            add(node, path, shown, "type", st)
+        else:
+            add(node, path, shown, "file", st)
+
+    def walk(tree_id: bytes, dir_path: bytes, snap_path: str, *, partial: bool) -> None:
+        for node in children(tree_id):
+            shown = _child(snap_path, node.name)
+            how = sel.selected(shown) if partial else "all"
+            if how == "none":
+                continue
+            try:
+                check_name(node.name, where=snap_path)
+            except UnsafePathError:
+                continue
+            path = os.path.join(dir_path, node.name)
+            if how == "all":
+                visit(node, path, shown)
+            elif node.type == "dir" and node.subtree is not None:
+                st = _exists(path)
+                if st is not None and stat.S_ISDIR(st.st_mode):
+                    walk(node.subtree, path, shown, partial=True)
+
+    try:
+        if sel.flatten:
+            for p in sel.roots:
+                node = _find_node(repo, snapshot.tree, p, cancel)
+                if node is not None:
+                    visit(node, os.path.join(root, node.name), p)
+        else:
+            walk(snapshot.tree, root, "/", partial=bool(sel.includes))
+    except _Full:
+        return ConflictScan(tuple(found), more=True)
+    return ConflictScan(tuple(found), more=False)

@@ -10,6 +10,10 @@ Every line is ``{"event": KIND, ...fields}``. Kinds:
                 the keyring; the pipe is private to the two processes)
 ``finished``    ``result`` (a :class:`~safekeep.state.model.DestinationResult` as a dict)
 ``failed``      ``message``, ``hint`` — the job could not run (wrong password, storage gone)
+``restore_summary`` a restore's counts (``restored``, ``overwritten``, ``kept_both``, ``skipped``,
+                ``failed``, ``verified``, ``folders``, ``bytes_written``), ``complete`` and
+                ``report`` (the path of its report file, "" when none was written); sent
+                before ``finished``
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = frozenset({"started", "progress", "file_error", "secret", "finished", "failed"})
+KINDS = frozenset({"started", "progress", "file_error", "secret", "finished", "failed", "restore_summary"})
 
 
 @dataclass(frozen=True, slots=True)

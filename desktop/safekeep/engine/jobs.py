@@ -23,7 +23,10 @@ class Job:
     """One job on one destination.
 
     ``kind``: ``backup`` (``sources``, ``excludes``, ``tags``), ``check`` (``read_data``) or
-    ``restore`` (``snapshot_id``, ``paths``, ``target``).
+    ``restore`` (``snapshot_id``, ``paths``, ``target``, ``conflict``, ``decisions``, ``flatten``,
+    ``verify``; see :class:`~safekeep.core.restorer.RestoreOptions`). A restore writes its report
+    (:class:`~safekeep.core.restorer.RestoreReport`) to ``report_dir/<run_id>.json`` when
+    ``report_dir`` is set.
     """
 
     kind: str
@@ -43,6 +46,11 @@ class Job:
     kdf: tuple[int, int, int] | None = None  # cheap scrypt parameters for tests, else None
     audit_log: str = ""  # the audit log to append the job's entry to and copy off-site ("" = none)
     audit_target: str = ""  # how the entry names what the job worked on
+    conflict: str = "overwrite"  # a ConflictPolicy value
+    decisions: Mapping[str, str] = field(default_factory=dict)  # snapshot path -> ConflictPolicy value
+    flatten: bool = False
+    verify: bool = True
+    report_dir: str = ""
 
     def to_json(self) -> str:
         return json.dumps(
@@ -64,6 +72,11 @@ class Job:
                 "kdf": list(self.kdf) if self.kdf else None,
                 "audit_log": self.audit_log,
                 "audit_target": self.audit_target,
+                "conflict": self.conflict,
+                "decisions": dict(self.decisions),
+                "flatten": self.flatten,
+                "verify": self.verify,
+                "report_dir": self.report_dir,
             }
         )
 
@@ -89,6 +102,11 @@ class Job:
             kdf=(int(kdf[0]), int(kdf[1]), int(kdf[2])) if kdf else None,
             audit_log=str(d.get("audit_log") or ""),
             audit_target=str(d.get("audit_target") or ""),
+            conflict=str(d.get("conflict") or "overwrite"),
+            decisions={str(k): str(v) for k, v in (d.get("decisions") or {}).items()},
+            flatten=bool(d.get("flatten")),
+            verify=bool(d.get("verify", True)),
+            report_dir=str(d.get("report_dir") or ""),
         )
 
 

@@ -20,6 +20,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import posixpath
+import shutil
+import stat
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,17 +31,35 @@ from pathlib import Path
 
 from safekeep.common.cancel import NEVER, CancelToken
 from safekeep.common.clock import SYSTEM_CLOCK, Clock
-from safekeep.common.errors import SafekeepError, UsageError
+from safekeep.common.errors import Cancelled, SafekeepError, UsageError
 from safekeep.core.format.keys import KDFParams
 from safekeep.core.format.snapshot import Snapshot
 from safekeep.core.locks import pid_alive, remove_stale_locks
 from safekeep.core.repository import Repository, RepositoryOptions
+from safekeep.core.restorer import (
+    ConflictPolicy,
+    ConflictScan,
+    RestoreOptions,
+    Restorer,
+    RestoreReport,
+    find_conflicts,
+)
 from safekeep.engine.events import JobEvent
 from safekeep.engine.jobs import Job, storage_options
+from safekeep.engine.restore_reports import read_report
 from safekeep.engine.runner import WorkerRun
 from safekeep.state import paths
 from safekeep.state.audit import Action, AuditLog, describe
-from safekeep.state.catalog import Entry, RepositoryTrees, list_dir
+from safekeep.state.catalog import (
+    NULL_INDEX_PROGRESS,
+    Catalog,
+    CatalogError,
+    Entry,
+    IndexProgress,
+    RepositoryTrees,
+    list_dir,
+    resolve,
+)
 from safekeep.state.db import AppDatabase, DestinationNotFound, PlanNotFound
 from safekeep.state.model import (
     PASSWORD_SECRET,
@@ -61,6 +83,10 @@ log = logging.getLogger(__name__)
 
 PLAN_TAG_PREFIX = "plan:"
 NOT_STARTED = "Cancelled before it started."
+OPENED_COPY_LIFETIME = 24 * 3600  # seconds an opened copy of an old version is kept
+MAX_AUDIT_PATHS = 20  # selected paths named in a restore's audit entry (the rest are counted)
+MAX_AUDIT_PATH = 400  # characters of each
+RESTORE_COUNTS = ("restored", "overwritten", "kept_both", "skipped", "failed", "verified")
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,10 +399,26 @@ class Service:
         target: str,
         *,
         paths: Sequence[str] = (),
+        conflict: str = "overwrite",
+        decisions: Mapping[str, str] | None = None,
+        flatten: bool = False,
+        verify: bool = True,
         on_event: Callable[[JobEvent], None] | None = None,
     ) -> str:
-        """Restore ``paths`` (all when empty) of a snapshot into ``target``, in a worker; a run id."""
+        """Restore ``paths`` (all when empty) of a snapshot into ``target``, in a worker; a run id.
+
+        ``conflict`` (a :class:`ConflictPolicy` value) is what happens to each existing file in
+        the way, ``decisions`` overrides it per snapshot path (a folder's covers what is below
+        it); ``flatten`` puts each path at ``target/basename`` instead of ``target + path``;
+        ``verify`` re-reads every restored file. When the run ends, a ``restore_summary`` event
+        carries the counts, and :meth:`restore_report` the items.
+        """
         dest = self.destination(destination)
+        if not target:
+            raise UsageError("Choose a folder to restore into.")
+        policy = _conflict_policy(conflict)
+        chosen = {"/" + p.strip("/"): _conflict_policy(v).value for p, v in (decisions or {}).items()}
+        reports = self._reports_dir()
         job = Job(
             kind="restore",
             run_id="",
@@ -384,9 +426,169 @@ class Service:
             password="",
             snapshot_id=snapshot_id,
             paths=tuple(paths),
-            target=target,
+            target=os.path.abspath(target),
+            conflict=policy.value,
+            decisions=chosen,
+            flatten=flatten,
+            verify=verify,
+            report_dir=str(reports) if reports is not None else "",
         )
         return self._start_single(job, on_event, Action.RESTORE)
+
+    def restore_conflicts(
+        self,
+        destination: str,
+        snapshot_id: str,
+        target: str,
+        *,
+        paths: Sequence[str],
+        flatten: bool = False,
+        cancel: CancelToken = NEVER,
+    ) -> ConflictScan:
+        """What is already in the way of restoring ``paths`` into ``target`` (nothing is written).
+
+        Each selected file whose place is taken, each clash of a file with a folder, and each
+        selected folder that exists (its contents are merged); at most
+        :data:`~safekeep.core.restorer.CONFLICTS_LIMIT`, with ``more`` set when there are more.
+        """
+        with self.open_repository(destination, cancel=cancel) as repo:
+            repo.load_index(cancel=cancel)
+            snap = repo.find_snapshot(snapshot_id, cancel=cancel)
+            return find_conflicts(
+                repo, snap, os.path.abspath(target), include=tuple(paths), flatten=flatten, cancel=cancel
+            )
+
+    def restore_report(self, run_id: str) -> RestoreReport | None:
+        """What the restore ``run_id`` did, item by item; None for an unknown run or no report.
+
+        Only the newest :data:`~safekeep.engine.restore_reports.KEEP` reports are kept."""
+        folder = self._reports_dir()
+        return read_report(folder, run_id) if folder is not None else None
+
+    def _reports_dir(self) -> Path | None:
+        return self.cache_dir / "restore-reports" if self.cache_dir is not None else None
+
+    @contextlib.contextmanager
+    def catalog(
+        self,
+        destination: str,
+        *,
+        update: bool = True,
+        progress: IndexProgress = NULL_INDEX_PROGRESS,
+        cancel: CancelToken = NEVER,
+    ) -> Iterator[Catalog]:
+        """The destination's catalog (the search index), brought up to date when ``update``.
+
+        It lives in the cache folder the CLI's ``safekeep find`` uses (in memory when it cannot
+        be opened there) and stays open, with the repository, for the ``with`` block. It may be
+        used from any thread (each thread gets its own database connection); run one
+        :meth:`Catalog.update` at a time — reads in other threads go on meanwhile and see the
+        index as of the last finished snapshot.
+        """
+        with self.open_repository(destination, cancel=cancel) as repo:
+            repo.load_index(cancel=cancel)
+            root = self.cache_dir / "repositories" if self.cache_dir is not None else None
+            try:
+                found = Catalog.for_repository(root, repo)
+            except (OSError, CatalogError) as exc:
+                log.warning("cannot use the catalog in %s (%s): using a temporary one", root, exc)
+                found = Catalog(None, repo)
+            with found:
+                if update:
+                    found.update(progress=progress, cancel=cancel)
+                yield found
+
+    def open_version(
+        self, destination: str, snapshot_id: str, path: str, *, cancel: CancelToken = NEVER
+    ) -> Path:
+        """Restore one file of a snapshot into a new private folder; the path of the read-only copy.
+
+        The copy is checked against the backup; the original file is never touched. Copies are
+        kept in ``<cache>/opened`` and removed a day later (on a later call). The audit log
+        records it as a restore.
+        """
+        dest = self.destination(destination)
+        clean = "/" + path.strip("/")
+        if clean == "/":
+            raise UsageError("Choose a file to open.")
+        root = self._opened_dir()
+        self._remove_old_copies(root)
+        target = describe("destination", dest.name, dest.id) + f"; snapshot {snapshot_id[:8]}; {clean}"
+        details: dict[str, object] = {
+            "destination_id": dest.id,
+            "snapshot": snapshot_id,
+            "paths": [clean[:MAX_AUDIT_PATH]],
+            "paths_count": 1,
+            "note": "opened a copy",
+        }
+        outcome = Outcome.FAILED
+        try:
+            with self.open_repository(destination, cancel=cancel) as repo:
+                repo.load_index(cancel=cancel)
+                snap = repo.find_snapshot(snapshot_id, cancel=cancel)
+                details["snapshot"] = snap.id
+                entry = resolve(RepositoryTrees(repo), snap.tree, clean, cancel=cancel)
+                if entry.type != "file":
+                    raise UsageError(
+                        f"{clean} is not a file; only a file can be opened.",
+                        hint="Restore a folder to a folder of your choice instead.",
+                    )
+                copy = self._make_copy(repo, snap, clean, root, cancel)
+            outcome = Outcome.SUCCESS
+            details.update(restored=1, verified=1)
+            return copy
+        except Cancelled:
+            outcome = Outcome.CANCELLED
+            raise
+        except SafekeepError as exc:
+            details["error"] = exc.message
+            raise
+        finally:
+            self.audit_event(Action.RESTORE, target, outcome.value, **details)
+
+    def _make_copy(
+        self, repo: Repository, snap: Snapshot, path: str, root: Path, cancel: CancelToken
+    ) -> Path:
+        folder = Path(tempfile.mkdtemp(prefix="copy-", dir=root))  # mode 0700
+        try:
+            options = RestoreOptions(include=(path,), flatten=True, verify=True)
+            s = Restorer(repo, options, cancel=cancel, clock=self.clock).restore(snap, str(folder))
+            if s.errors:
+                raise SafekeepError(
+                    f"A copy of {path} could not be made: {s.errors[0][1]}",
+                    hint="Check the destination (Check backups), or restore another version.",
+                )
+            copy = folder / posixpath.basename(path)
+            os.chmod(copy, stat.S_IMODE(os.lstat(copy).st_mode) & ~0o222)
+            return copy
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+
+    def _opened_dir(self) -> Path:
+        base = (
+            self.cache_dir
+            if self.cache_dir is not None
+            else Path(tempfile.gettempdir()) / f"safekeep-{os.getuid()}"
+        )
+        root = base / "opened"
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return root
+
+    def _remove_old_copies(self, root: Path) -> None:
+        """Remove the copies opened more than a day ago."""
+        limit = self.clock.now().timestamp() - OPENED_COPY_LIFETIME
+        try:
+            entries = [e for e in os.scandir(root) if e.name.startswith("copy-")]
+        except OSError as exc:
+            log.info("cannot list %s: %s", root, exc)
+            return
+        for e in entries:
+            try:
+                if e.stat(follow_symlinks=False).st_mtime < limit:
+                    shutil.rmtree(e.path)
+            except OSError as exc:
+                log.info("cannot remove the old copy %s: %s", e.path, exc)
 
     def _start_single(self, job: Job, on_event: Callable[[JobEvent], None] | None, action: Action) -> str:
         dest = job.destination
@@ -409,13 +611,21 @@ class Service:
         target = describe("destination", dest.name, dest.id)
         if job.kind == "restore":
             target += f"; snapshot {job.snapshot_id[:8]} to {job.target}"
+        counts: dict[str, object] = {}
+
+        def watch(event: JobEvent) -> None:
+            if event.kind == "restore_summary":
+                counts.update(event.data)
+            if on_event is not None:
+                on_event(event)
 
         def work() -> None:
             result = DestinationResult(dest.id, Outcome.FAILED, error="The job did not start.")
             try:
-                result, _ = self._run_job(job, active, on_event)
+                result, _ = self._run_job(job, active, watch)
                 self.db.set_result(run.id, result)
-                self._audit_result(action, target, result)
+                extra = _restore_details(job, counts) if job.kind == "restore" else None
+                self._audit_result(action, target, result, extra)
             finally:
                 self.db.finish_run(run.id, result.outcome, self.clock.now().timestamp())
                 with self._lock:
@@ -668,8 +878,14 @@ class Service:
         except (OSError, SafekeepError) as exc:
             log.error("could not write to the audit log: %s", exc)
 
-    def _audit_result(self, action: Action, target: str, result: DestinationResult) -> None:
-        details: dict[str, object] = {"destination_id": result.destination_id}
+    def _audit_result(
+        self,
+        action: Action,
+        target: str,
+        result: DestinationResult,
+        extra: Mapping[str, object] | None = None,
+    ) -> None:
+        details: dict[str, object] = {"destination_id": result.destination_id, **(extra or {})}
         if result.snapshot_id:
             details["snapshot"] = result.snapshot_id
         if result.skipped_count:
@@ -677,6 +893,35 @@ class Service:
         if result.error:
             details["error"] = result.error
         self.audit_event(action, target, result.outcome.value, **details)
+
+
+def _conflict_policy(value: str) -> ConflictPolicy:
+    try:
+        return ConflictPolicy(value)
+    except ValueError:
+        raise UsageError(
+            f"Unknown conflict policy {value!r}.",
+            hint="Use " + ", ".join(p.value for p in ConflictPolicy) + ".",
+        ) from None
+
+
+def _restore_details(job: Job, counts: Mapping[str, object]) -> dict[str, object]:
+    """A restore's audit details: where to, what (the first paths), how, and what it did."""
+    details: dict[str, object] = {
+        "into": job.target,
+        "paths": [p[:MAX_AUDIT_PATH] for p in job.paths[:MAX_AUDIT_PATHS]],
+        "paths_count": len(job.paths),
+        "conflict": job.conflict,
+        "flatten": job.flatten,
+        "verify": job.verify,
+    }
+    if job.decisions:
+        details["decisions"] = len(job.decisions)
+    for key in RESTORE_COUNTS:
+        value = counts.get(key)
+        if isinstance(value, int):
+            details[key] = value
+    return details
 
 
 def _secret_env(dest: Destination, scope: SecretStore) -> dict[str, str]:

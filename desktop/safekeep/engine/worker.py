@@ -36,9 +36,10 @@ from safekeep.core.checker import Checker, CheckOptions
 from safekeep.core.format.keys import KDFParams
 from safekeep.core.locks import Lock, remove_stale_locks
 from safekeep.core.repository import Repository, RepositoryOptions
-from safekeep.core.restorer import RestoreOptions, Restorer
+from safekeep.core.restorer import ConflictPolicy, RestoreOptions, Restorer, RestoreReport, RestoreSummary
 from safekeep.engine.events import JobEvent
 from safekeep.engine.jobs import Job, storage_options
+from safekeep.engine.restore_reports import write_report
 from safekeep.state.audit import Action, AuditLog, upload_copy
 from safekeep.state.model import DestinationResult, Outcome, SkippedFile
 from safekeep.storage.compose import open_backend
@@ -243,17 +244,27 @@ def run_check(job: Job, emit: Emitter, cancel: CancelToken) -> DestinationResult
 
 def run_restore(job: Job, emit: Emitter, cancel: CancelToken) -> DestinationResult:
     started = time.time()
+    options = RestoreOptions(
+        include=job.paths,
+        conflict=ConflictPolicy(job.conflict),
+        decisions={path: ConflictPolicy(policy) for path, policy in job.decisions.items()},
+        flatten=job.flatten,
+        verify=job.verify,
+    )
     with open_repository(job, emit, cancel) as repo:
         with Lock(repo, exclusive=False).acquire(cancel=cancel):
             repo.load_index(cancel=cancel)
             snap = repo.find_snapshot(job.snapshot_id or "latest", cancel=cancel)
-            restorer = Restorer(
-                repo, RestoreOptions(include=job.paths), progress=_ProgressEvents(emit), cancel=cancel
-            )
+            restorer = Restorer(repo, options, progress=_ProgressEvents(emit), cancel=cancel)
             restorer.recorder.on_record = lambda item: emit(
                 "file_error", path=item.path, message=item.message
             )
-            s = restorer.restore(snap, job.target)
+            try:
+                s = restorer.restore(snap, job.target)
+            except Cancelled:
+                _report_restore(job, snap.id, restorer.summary, emit, complete=False)
+                raise
+            _report_restore(job, snap.id, s, emit, complete=True)
     return DestinationResult(
         destination_id=job.destination.id,
         outcome=Outcome.WARNING if s.errors else Outcome.SUCCESS,
@@ -264,6 +275,22 @@ def run_restore(job: Job, emit: Emitter, cancel: CancelToken) -> DestinationResu
         started=started,
         finished=time.time(),
     )
+
+
+def _report_restore(job: Job, snapshot_id: str, s: RestoreSummary, emit: Emitter, *, complete: bool) -> None:
+    """Write the restore's report (``job.report_dir``) and send its counts as ``restore_summary``.
+
+    A report that cannot be written is logged; the restore's outcome does not change."""
+    report = RestoreReport.of(
+        s, run_id=job.run_id, snapshot_id=snapshot_id, target=job.target, complete=complete
+    )
+    path = ""
+    if job.report_dir and job.run_id:
+        try:
+            path = str(write_report(job.report_dir, report))
+        except (OSError, ValueError) as exc:
+            log.warning("could not write the restore report: %s", exc)
+    emit("restore_summary", **report.counts(), complete=complete, report=path)
 
 
 RUNNERS: dict[str, Callable[[Job, Emitter, CancelToken], DestinationResult]] = {

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol, cast
@@ -25,7 +26,9 @@ from typing import Protocol, cast
 from safekeep.common.cancel import NEVER, CancelToken
 from safekeep.common.errors import SafekeepError
 from safekeep.core.format.snapshot import Snapshot
+from safekeep.core.restorer import ConflictScan, RestoreReport
 from safekeep.engine.events import JobEvent
+from safekeep.state.catalog import NULL_INDEX_PROGRESS, Catalog, IndexProgress
 from safekeep.state.db import AppDatabase
 from safekeep.state.model import Destination, Outcome, Plan, Reason, Run
 from safekeep.storage.registry import ProviderSettings
@@ -149,8 +152,59 @@ class Engine(Protocol):
         target: str,
         *,
         paths: Sequence[str] = (),
+        conflict: str = "overwrite",
+        decisions: Mapping[str, str] | None = None,
+        flatten: bool = False,
+        verify: bool = True,
         on_event: Callable[[JobEvent], None] | None = None,
-    ) -> str: ...
+    ) -> str:
+        """Start restoring ``paths`` (snapshot paths; empty: all) of a snapshot into ``target``.
+
+        ``conflict`` is a :class:`~safekeep.core.restorer.ConflictPolicy` value ("overwrite",
+        "skip", "keep-both") for every existing item in the way; ``decisions`` maps snapshot
+        paths to a policy for that item (or everything below that folder; deepest wins).
+        ``flatten``: each selected path P lands at target/basename(P) (restore into a folder);
+        otherwise at target + P (target "/" = the original place). Returns the run id; when the
+        run is over a ``restore_summary`` event carries the counts and the report's path.
+        """
+        ...
+
+    def restore_conflicts(
+        self,
+        destination: str,
+        snapshot_id: str,
+        target: str,
+        *,
+        paths: Sequence[str],
+        flatten: bool = False,
+        cancel: CancelToken = NEVER,
+    ) -> ConflictScan:
+        """The selected items whose place in ``target`` is already taken (a preview; read-only)."""
+        ...
+
+    def restore_report(self, run_id: str) -> RestoreReport | None:
+        """What a finished restore did, item by item (None: unknown run or no report)."""
+        ...
+
+    def catalog(
+        self,
+        destination: str,
+        *,
+        update: bool = True,
+        progress: IndexProgress = NULL_INDEX_PROGRESS,
+        cancel: CancelToken = NEVER,
+    ) -> AbstractContextManager[Catalog]:
+        """The destination's catalog (brought up to date first when ``update``), open while in the ``with``.
+
+        The catalog may be used from any thread; run one :meth:`Catalog.update` at a time.
+        """
+        ...
+
+    def open_version(
+        self, destination: str, snapshot_id: str, path: str, *, cancel: CancelToken = NEVER
+    ) -> Path:
+        """Restore one file of a snapshot into a private temporary folder; returns the read-only copy."""
+        ...
 
     def audit_event(self, action: str, target: str, outcome: str, **details: object) -> None: ...
 
