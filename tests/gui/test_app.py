@@ -68,9 +68,16 @@ def test_dashboard_back_up_now_chart_activity_and_restore(
     window.tabs.setCurrentWidget(window.activity)
     assert window.grab().save(str(screenshots / "main-activity.png"))
 
-    # "Restore files…" on the card opens the plan's backups; the newest restores into a folder
+    # "Restore files…" on the card opens the restore window on the plan's backups
+    qtbot.mouseClick(window.findChild(PlanCard, f"card-{plan.id}").restore, Qt.MouseButton.LeftButton)
+    restore_window = window.restore_window
+    assert restore_window is not None and restore_window.isVisible()
+    qtbot.waitUntil(lambda: restore_window.timeline.count() == 2, timeout=WAIT_MS)
+    assert restore_window.plan_id == plan.id
+    restore_window.close()
+    # the Backups tab restores a whole snapshot into a folder
     with qtbot.waitSignal(window.backups.loaded, timeout=WAIT_MS):
-        qtbot.mouseClick(window.findChild(PlanCard, f"card-{plan.id}").restore, Qt.MouseButton.LeftButton)
+        window.show_backups(plan.id)
     assert window.tabs.currentWidget() is window.backups
     assert window.backups.list.count() == 2
     window.backups.list.setCurrentRow(0)
@@ -105,7 +112,7 @@ def test_app_opens_the_wizard_without_a_plan_and_the_dashboard_with_one(
     second.start()
     qtbot.waitUntil(lambda: second.ready, timeout=WAIT_MS)
     assert isinstance(second.window, MainWindow)
-    second.open_restore("")
-    assert second.window.tabs.currentWidget() is second.window.backups
+    restore_window = second.open_restore("")
+    assert restore_window is second.window.restore_window and restore_window.isVisible()
     second.window.close()
     second.shutdown()

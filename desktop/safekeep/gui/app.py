@@ -127,7 +127,7 @@ class App(QObject):
         if self.triggers is not None:
             self.background.run(self.triggers.reload)
 
-    def open_main(self) -> QWidget:
+    def _main_window(self) -> MainWindow:
         assert self.engine is not None
         if self.main is None:
             self.main = MainWindow(
@@ -135,6 +135,10 @@ class App(QObject):
             )
             self.main.keep_running = self.tray is not None
             self.main.plans_changed.connect(self.reload_triggers)
+        return self.main
+
+    def open_main(self) -> QWidget:
+        self.main = self._main_window()
         self.main.show()
         self.main.raise_()
         self.main.activateWindow()
@@ -143,10 +147,9 @@ class App(QObject):
     def _notifier(self) -> Notifier | None:
         return self.tray.notifier if self.tray is not None else None
 
-    def open_restore(self, plan_id: str) -> None:
-        window = self.open_main()
-        assert isinstance(window, MainWindow)
-        window.show_backups(plan_id)
+    def open_restore(self, plan_id: str) -> QWidget:
+        """The restore window (the tray's "Restore files…"), on the plan's backups."""
+        return self._main_window().open_restore(plan_id)
 
     def raise_window(self) -> None:
         window = self.window

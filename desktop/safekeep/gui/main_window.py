@@ -6,8 +6,9 @@ The activity view lists past runs with what was skipped and why, in plain words.
 is loaded from the engine in the background and refreshed after each job event.
 
 The "Backups" tab lists a plan's snapshots on each of its destinations (newest first) and
-restores a whole snapshot into a folder the person chooses; it is where "Restore files…" in the
-tray and on a card leads.
+restores a whole snapshot into a folder the person chooses. "Restore files…" on a card and in
+that tab opens the restore window (:mod:`safekeep.gui.restore`): browse, search, versions,
+deleted files, and restoring chosen files and folders.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from safekeep.gui.background import Background
 from safekeep.gui.chart import HistoryChart, points
 from safekeep.gui.engine import Engine, PlanStatus, Triggers
 from safekeep.gui.notifications import Notifier
+from safekeep.gui.restore import RestoreWindow
 from safekeep.gui.settings_view import SettingsView
 from safekeep.state.model import Destination, Outcome, Plan, Reason, Run
 
@@ -125,7 +127,7 @@ class PlanCard(QFrame):
         self.backup.clicked.connect(lambda: window.back_up_now(plan_id))
         buttons.addWidget(self.backup)
         self.restore = QPushButton(self.tr("&Restore files…"))
-        self.restore.clicked.connect(lambda: window.show_backups(plan_id))
+        self.restore.clicked.connect(lambda: window.open_restore(plan_id))
         buttons.addWidget(self.restore)
         buttons.addStretch(1)
         layout.addLayout(buttons)
@@ -185,6 +187,7 @@ class MainWindow(QMainWindow):
         relay = background.relay(lambda _event: self._debounce.start())
         self._unsubscribe = engine.subscribe(relay)
         self.loaded = False
+        self.restore_window: RestoreWindow | None = None
         self.reload()
 
     def reload(self) -> None:
@@ -276,10 +279,24 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentWidget(self.backups)
         self.backups.show_plan(plan_id)
 
+    def open_restore(self, plan_id: str = "") -> RestoreWindow:
+        """Show the restore window (one for the app), on a plan's backups if ``plan_id`` is given."""
+        window = self.restore_window
+        if window is None:
+            window = self.restore_window = RestoreWindow(self.engine, self.background, plan_id)
+        elif plan_id:
+            window.show_plan(plan_id)
+        window.show()
+        window.raise_()
+        window.activateWindow()
+        return window
+
     def shutdown(self) -> None:
         """Stop listening to the engine (the app quits)."""
         self._unsubscribe()
         self._unsubscribe = lambda: None
+        if self.restore_window is not None:
+            self.restore_window.close()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if not self.keep_running:
@@ -316,6 +333,10 @@ class BackupsView(QWidget):
         self.info.setWordWrap(True)
         layout.addWidget(self.info)
         buttons = QHBoxLayout()
+        self.files = QPushButton(self.tr("Restore &files…"))
+        self.files.setObjectName("restore-files")
+        self.files.clicked.connect(lambda: window.open_restore(self._plan_id() or self.wanted))
+        buttons.addWidget(self.files)
         self.restore = QPushButton(self.tr("&Restore this backup to a folder…"))
         self.restore.setEnabled(False)
         self.restore.clicked.connect(self._pick_target)
@@ -350,6 +371,10 @@ class BackupsView(QWidget):
                 else:
                     self.choice.setCurrentIndex(i)
                 return
+
+    def _plan_id(self) -> str:
+        data = self.choice.currentData()
+        return str(data[0]) if data else ""
 
     def current_destination(self) -> str:
         data = self.choice.currentData()
