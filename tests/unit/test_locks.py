@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -12,9 +13,13 @@ from typing import Any
 
 import pytest
 
+from safekeep.cli.context import CliContext, GlobalOptions
+from safekeep.cli.output import Output
+from safekeep.common.cancel import CancelToken
 from safekeep.common.clock import FakeClock
 from safekeep.core.errors import RepositoryLocked
 from safekeep.core.format.keys import KDFParams
+from safekeep.core.format.pack import BlobType
 from safekeep.core.format.times import local_now
 from safekeep.core.locks import Lock, LockInfo, is_stale, list_locks, remove_stale_locks
 from safekeep.core.repository import Repository, RepositoryOptions
@@ -128,6 +133,87 @@ def test_refresh_replaces_the_lock_file(repo: Repository) -> None:
     assert list_locks(repo) == []
     lock.refresh()  # after release: nothing is written again
     assert list_locks(repo) == []
+
+
+def test_confirm_later_returns_before_the_wait_and_confirm_waits_out_the_rest(repo: Repository) -> None:
+    clock = FakeClock()
+    lock = Lock(repo, exclusive=False, clock=clock).acquire(confirm_later=True)
+    assert clock.sleeps == [] and [lk.id for lk in list_locks(repo)] == [lock.lock_id]
+    clock.advance(0.05)  # reading meanwhile
+    lock.confirm()
+    assert clock.sleeps == [pytest.approx(0.15)] and lock.confirmed
+    lock.confirm()  # once confirmed, no second look
+    assert len(clock.sleeps) == 1
+    lock.release()
+    slow = Lock(repo, exclusive=False, clock=clock).acquire(confirm_later=True)
+    clock.advance(1.0)  # the reads took longer than the wait: nothing left to wait for
+    slow.confirm()
+    assert len(clock.sleeps) == 1
+    slow.release()
+
+
+def test_the_write_guard_refuses_every_write_after_a_conflict_in_the_wait(repo: Repository) -> None:
+    clock = FakeClock()
+    lock = Lock(repo, exclusive=False, clock=clock).acquire(confirm_later=True)
+    repo.set_write_guard(lock.confirm)
+    other = _plant(repo, clock, exclusive=True, host="other", pid=1)  # written at the same moment
+    before = {t: sorted(i.name for i in repo.backend.list(t)) for t in (FileType.PACK, FileType.INDEX)}
+    repo.save_blob(BlobType.DATA, b"read while the lock settled")  # buffered, not written yet
+    with pytest.raises(RepositoryLocked):
+        repo.flush()  # the pack upload asks the guard first
+    with pytest.raises(RepositoryLocked):
+        repo.save_unpacked(FileType.SNAPSHOT, b"{}")
+    with pytest.raises(RepositoryLocked):
+        lock.confirm()  # the refusal sticks
+    after = {t: sorted(i.name for i in repo.backend.list(t)) for t in (FileType.PACK, FileType.INDEX)}
+    assert after == before and list(repo.backend.list(FileType.SNAPSHOT)) == []
+    assert [lk.id for lk in list_locks(repo)] == [other]  # ours was withdrawn
+    lock.release()
+    repo.set_write_guard(None)
+    repo.abandon()
+
+
+def test_writes_pass_the_guard_once_the_lock_is_confirmed(repo: Repository) -> None:
+    clock = FakeClock()
+    lock = Lock(repo, exclusive=False, clock=clock).acquire(confirm_later=True)
+    repo.set_write_guard(lock.confirm)
+    repo.save_blob(BlobType.DATA, b"some data")
+    repo.flush()
+    assert lock.confirmed and clock.sleeps == [pytest.approx(0.2)]
+    assert len(list(repo.backend.list(FileType.PACK))) == 1
+    lock.release()
+
+
+def _context(clock: FakeClock) -> CliContext:
+    return CliContext(GlobalOptions(), Output(), CancelToken(), env={}, clock=clock)
+
+
+def test_cli_lock_conflict_found_in_the_background_stops_a_reading_command(repo: Repository) -> None:
+    clock = FakeClock()
+    planted = threading.Event()
+
+    class Racing(FakeClock):
+        def sleep(self, seconds: float) -> None:  # another client writes its lock during our wait
+            _plant(repo, clock, exclusive=True, host="other", pid=1)
+            planted.set()
+
+    ctx = _context(Racing(clock.now()))
+    with pytest.raises(RepositoryLocked), ctx.locked(repo, exclusive=False, read_only=False):
+        assert planted.wait(10)
+        while not ctx.cancel.cancelled:  # the background check stops the command ...
+            ctx.cancel.wait(0.01)
+        ctx.cancel.raise_if_cancelled()  # ... which reports the conflict, not a cancel
+    assert [lk.hostname for lk in list_locks(repo)] == ["other"]
+
+
+def test_cli_lock_lets_the_block_write_once_confirmed(repo: Repository) -> None:
+    clock = FakeClock()
+    ctx = _context(clock)
+    with ctx.locked(repo, exclusive=False, read_only=False):
+        assert len(list_locks(repo)) == 1
+        name = repo.save_unpacked(FileType.SNAPSHOT, b"{}")
+    assert [i.name for i in repo.backend.list(FileType.SNAPSHOT)] == [name]
+    assert list_locks(repo) == [] and not ctx.cancel.cancelled
 
 
 # ------------------------------------------------------------------ with the real restic

@@ -24,14 +24,17 @@ import getpass
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from safekeep.cli.output import Output
 from safekeep.common.cancel import CancelToken
-from safekeep.common.errors import SafekeepError, UsageError
+from safekeep.common.clock import SYSTEM_CLOCK, Clock
+from safekeep.common.errors import Cancelled, SafekeepError, UsageError
 from safekeep.common.secret import Secret
+from safekeep.core.errors import RepositoryLocked
 from safekeep.core.format.keys import KDFParams
 from safekeep.core.locks import Lock
 from safekeep.core.repository import Repository, RepositoryOptions
@@ -80,8 +83,10 @@ class CliContext:
         cancel: CancelToken,
         *,
         env: Mapping[str, str] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.options = options
+        self.clock = clock
         self.out = out
         self.cancel = cancel
         self.env: Mapping[str, str] = os.environ if env is None else env
@@ -206,6 +211,12 @@ class CliContext:
     def locked(self, repo: Repository, *, exclusive: bool, read_only: bool) -> Iterator[None]:
         """Hold a repository lock (restic's protocol) for the block, unless ``--no-lock``.
 
+        The block starts as soon as our lock file is written: restic's 200 ms wait before the
+        second look for conflicting locks overlaps with the block's first reads (the index, the
+        files to back up). The second look runs in the background; ``repo`` refuses to write
+        until it passed, and a conflict it finds stops the block (the command then fails with
+        "the repository is in use", never with a half-checked result).
+
         ``read_only``: ``repo``'s storage refuses writes, so the lock goes through a second,
         writable handle on the same location.
         """
@@ -218,16 +229,37 @@ class CliContext:
             backend = self.open_backend(read_only=False)
             lock_repo = Repository(backend, repo.key, repo.config, key_id=repo.key_id)
         try:
-            lock = Lock(lock_repo, exclusive=exclusive)
-            lock.acquire(cancel=self.cancel)
+            lock = Lock(lock_repo, exclusive=exclusive, clock=self.clock)
+            lock.acquire(cancel=self.cancel, confirm_later=True)
+            checker = threading.Thread(target=self._confirm, args=(lock,), name="safekeep-lock-check")
+            checker.start()
+            repo.set_write_guard(lock.confirm)
             try:
                 yield
+                checker.join()
+                lock.confirm()  # a conflict found in the background fails the command
+            except Cancelled:
+                checker.join()
+                lock.confirm()  # when the cancel came from a conflict, report the conflict
+                raise
             finally:
+                repo.set_write_guard(None)
+                checker.join()
                 lock.release()
         finally:
             if backend is not None:
                 lock_repo.close()
                 backend.close()
+
+    def _confirm(self, lock: Lock) -> None:
+        """Confirm ``lock`` in the background; on a conflict, stop the command."""
+        try:
+            lock.confirm()
+        except RepositoryLocked:
+            if not self.cancel.cancelled:
+                self.cancel.cancel("the repository is in use")
+        except Exception as exc:  # e.g. the storage failed; the guard reports it on the next write
+            log.debug("lock confirmation failed in the background: %s", exc)
 
 
 def read_password_file(path: str) -> Secret:

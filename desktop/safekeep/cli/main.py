@@ -27,6 +27,7 @@ traceback only with ``-v``. With ``--json`` a fatal error is also reported on st
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -34,30 +35,6 @@ import traceback
 from collections.abc import Sequence
 
 from safekeep import __version__
-from safekeep.cli import (
-    allocator,
-    audit_cmd,
-    backup,
-    cat,
-    check,
-    daemon_cmd,
-    diff_cmd,
-    find_cmd,
-    history_cmd,
-    init,
-    key,
-    login_cmd,
-    ls,
-    plan_cmd,
-    restore,
-    run_job,
-    snapshots,
-    storage_cmd,
-    trigger_cmd,
-    unlock,
-    version,
-    versions_cmd,
-)
 from safekeep.cli.context import CliContext, GlobalOptions
 from safekeep.cli.interrupt import EXIT_CANCELLED, cancel_on_interrupt
 from safekeep.cli.output import Output
@@ -75,29 +52,34 @@ EXIT_NO_REPOSITORY = 10
 EXIT_LOCKED = 11
 EXIT_WRONG_PASSWORD = 12
 
-COMMANDS = [
-    init,
-    backup,
-    snapshots,
-    ls,
-    restore,
-    check,
-    cat,
-    key,
-    unlock,
-    storage_cmd,
-    plan_cmd,
-    history_cmd,
-    find_cmd,
-    versions_cmd,
-    diff_cmd,
-    trigger_cmd,
-    daemon_cmd,
-    audit_cmd,
-    login_cmd,
-    run_job,
-    version,
-]
+# command name -> the module that registers and runs it, in the order the help lists them. A
+# command's module (and everything it imports) is loaded only when that command runs, or for the
+# full help: start-up time is paid by every command, so each pays only for its own imports.
+COMMANDS: dict[str, str] = {
+    "init": "init",
+    "backup": "backup",
+    "snapshots": "snapshots",
+    "ls": "ls",
+    "restore": "restore",
+    "check": "check",
+    "cat": "cat",
+    "key": "key",
+    "unlock": "unlock",
+    "storage": "storage_cmd",
+    "plan": "plan_cmd",
+    "history": "history_cmd",
+    "find": "find_cmd",
+    "versions": "versions_cmd",
+    "diff": "diff_cmd",
+    "trigger": "trigger_cmd",
+    "daemon": "daemon_cmd",
+    "audit": "audit_cmd",
+    "login": "login_cmd",
+    "logout": "login_cmd",
+    "run-job": "run_job",
+    "version": "version",
+}
+
 
 EPILOG = """\
 exit status:
@@ -124,13 +106,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message}", hint=f"See '{self.prog} --help'.")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="safekeep",
-        description="Safekeep: encrypted, deduplicated backups in restic-compatible repositories.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def _global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-r", "--repo", metavar="LOCATION", help="repository location (folder or URL)")
     parser.add_argument("--password-file", metavar="FILE", help="read the repository password from FILE")
     parser.add_argument("--json", action="store_true", help="print JSON (one object per line) on stdout")
@@ -144,9 +120,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-cache", action="store_true", help="do not use the local cache")
     parser.add_argument("-V", "--version", action="version", version=f"safekeep {__version__}")
+
+
+def command_name(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names (after the global options), or None when there is none or the
+    global options themselves are wrong (the full parser then reports it)."""
+    parser = _Parser(prog="safekeep", add_help=False)
+    _global_options(parser)
+    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    try:
+        known, _ = parser.parse_known_args(list(argv))
+    except (UsageError, SystemExit):
+        return None
+    rest: list[str] = known.rest
+    return rest[0] if rest and rest[0] in COMMANDS else None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``command``, only that command's module is imported and registered."""
+    parser = _Parser(
+        prog="safekeep",
+        description="Safekeep: encrypted, deduplicated backups in restic-compatible repositories.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _global_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in COMMANDS:
-        module.register(sub)
+    modules = [COMMANDS[command]] if command is not None else list(dict.fromkeys(COMMANDS.values()))
+    for module_name in modules:
+        importlib.import_module(f"safekeep.cli.{module_name}").register(sub)
     return parser
 
 
@@ -164,7 +166,7 @@ def _setup_logging(verbose: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(command_name(args_list))
     if not args_list:
         parser.print_help()
         return EXIT_OK
@@ -179,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "backup":
         # before any worker thread starts; only backup gains (flat memory at no cost in time),
         # restore and check read pack-sized buffers whose page faults it would add
+        from safekeep.cli import allocator  # noqa: PLC0415 - only backup needs it
+
         allocator.tune()
     options = GlobalOptions(
         repo=args.repo,

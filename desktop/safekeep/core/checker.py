@@ -6,9 +6,11 @@ Structure (always):
   every data blob a file needs is in the index.
 Packs that no index mentions are reported as warnings (left by an interrupted backup; harmless).
 
-Data (``read_data`` or ``read_data_subset``): packs are streamed one at a time, in parallel: the
-pack's SHA-256 must equal its name, its header must decrypt and agree with the index, and every
-blob must decrypt and match its ID. A damaged pack is reported together with the files (snapshot
+Data (``read_data`` or ``read_data_subset``): packs are read in parallel (one per core or
+connection), each streamed front to back — a local pack in segments of whole blobs (a few MiB,
+so memory stays small), a remote one in one request: the pack's SHA-256 (hashed as it streams)
+must equal its name, its header must decrypt and agree with the index, and every blob must pass
+its MAC, decompress and match its ID. A damaged pack is reported together with the files (snapshot
 and path) that use its blobs.
 """
 
@@ -63,6 +65,39 @@ class CheckResult:
     @property
     def ok(self) -> bool:
         return not self.errors
+
+
+LOCAL_SEGMENT = 4 * 1024 * 1024
+"""Bytes of a local pack read at once by ``check --read-data`` (whole blobs; a larger blob alone)."""
+
+
+def _segments(blobs: list[PackedBlob], size: int, segment: int) -> list[tuple[int, int, list[PackedBlob]]]:
+    """Consecutive ranges ``(start, end, blobs)`` that cover a pack of ``size`` bytes whose
+    ``blobs`` (sorted by offset) lie wholly in their range; the last range ends at ``size``.
+    ``segment`` 0, or blobs that overlap or run past the end (a damaged pack or index): one range."""
+    pos = 0
+    for b in blobs:
+        if b.offset < pos or b.offset + b.length > size:
+            return [(0, size, blobs)]
+        pos = b.offset + b.length
+    if segment <= 0 or size <= segment:
+        return [(0, size, blobs)]
+    out: list[tuple[int, int, list[PackedBlob]]] = []
+    start = 0
+    group: list[PackedBlob] = []
+    for b in blobs:
+        end = b.offset + b.length
+        if group and end - start > segment:
+            cut = group[-1].offset + group[-1].length
+            out.append((start, cut, group))
+            start, group = cut, []
+        group.append(b)
+    if group and size - start > segment:
+        cut = group[-1].offset + group[-1].length
+        out.append((start, cut, group))
+        start, group = cut, []
+    out.append((start, size, group))
+    return out
 
 
 def select_subset(pack_ids: list[str], subset: str, seed: int | None = None) -> list[str]:
@@ -258,43 +293,82 @@ class Checker:
     ) -> None:
         total = len(packs)
         workers = max(2, self.repo.backend.properties.connections)
+        # local files are read in segments, which keeps memory small; a remote pack in one request
+        segment = LOCAL_SEGMENT if self.repo.backend.properties.is_local else 0
         with concurrent.futures.ThreadPoolExecutor(workers, "safekeep-check") as ex:
-            futures = [ex.submit(self._read_pack, p, by_pack[p], sizes[p]) for p in packs]
-            for f in concurrent.futures.as_completed(futures):
-                f.result()
-                with self._lock:
-                    self.result.packs_read += 1
-                self._report("read-data", done=self.result.packs_read, total=total)
+            pending: set[concurrent.futures.Future[None]] = set()
+            try:
+                for p in packs:
+                    if len(pending) >= 2 * workers:  # submit as workers free up: bounded memory
+                        done, pending = concurrent.futures.wait(
+                            pending, return_when=concurrent.futures.FIRST_COMPLETED
+                        )
+                        self._collect(done, total)
+                    pending.add(ex.submit(self._read_pack, p, by_pack[p], sizes[p], segment))
+                self._collect(pending, total, wait=True)
+            except BaseException:
+                for f in pending:
+                    f.cancel()
+                raise
 
-    def _read_pack(self, pack_id: str, indexed: list[PackedBlob], size: int) -> None:
+    def _collect(self, futures: set[concurrent.futures.Future[None]], total: int, wait: bool = False) -> None:
+        done = concurrent.futures.as_completed(futures) if wait else futures
+        for f in done:
+            f.result()
+            with self._lock:
+                self.result.packs_read += 1
+            self._report("read-data", done=self.result.packs_read, total=total)
+
+    def _read_pack(self, pack_id: str, indexed: list[PackedBlob], size: int, segment: int) -> None:
+        """Stream one pack: its SHA-256 must match its name, its header must agree with the index
+        and every indexed blob must open (MAC, decompression, ID)."""
         self.cancel.raise_if_cancelled()
+        h = Handle(FileType.PACK, pack_id)
+        blobs = sorted(indexed, key=lambda b: b.offset)
+        problems: list[str] = []
+        bad: list[PackedBlob] = []
+        hasher = hashlib.sha256()
+        tail = b""
         try:
-            data = self.repo.backend.load(Handle(FileType.PACK, pack_id), cancel=self.cancel)
+            for start, end, group in _segments(blobs, size, segment):
+                self.cancel.raise_if_cancelled()
+                data = self.repo.backend.load(h, start, end - start, cancel=self.cancel)
+                hasher.update(data)
+                view = memoryview(data)
+                for blob in group:
+                    lo = blob.offset - start
+                    try:
+                        self.repo.open_blob(pack_id, blob, view[lo : lo + blob.length])
+                    except SafekeepError:
+                        bad.append(blob)
+                if end >= size:
+                    tail = data
+                del view, data
         except SafekeepError as exc:
             if isinstance(exc, Cancelled):
                 raise
             self._problem("pack", f"pack {pack_id[:16]} cannot be read: {exc}", pack=pack_id)
             self._mark_bad(pack_id, indexed)
             return
-        problems: list[str] = []
-        if hashlib.sha256(data).hexdigest() != pack_id:
+        if hasher.hexdigest() != pack_id:
             problems.append("its content does not match its name")
         try:
-            hlen = parse_trailer(data[-4:], len(data))
-            header = read_header(self.repo.key, data[-4 - hlen : -4], data_end=len(data) - 4 - hlen)
+            hlen = parse_trailer(bytes(tail[-4:]), size)
+            if hlen + 4 <= len(tail):
+                sealed_header = bytes(tail[len(tail) - 4 - hlen : len(tail) - 4])
+            else:  # the header begins before the last segment (only in a malformed pack)
+                sealed_header = self.repo.backend.load(h, size - 4 - hlen, hlen, cancel=self.cancel)
+            header = read_header(self.repo.key, sealed_header, data_end=size - 4 - hlen)
             want = {(b.id, b.offset, b.length, b.uncompressed_length, b.type) for b in indexed}
             have = {(b.id, b.offset, b.length, b.uncompressed_length, b.type) for b in header}
             if not want <= have:
                 problems.append("its header disagrees with the index")
         except PackFormatError as exc:
             problems.append(str(exc))
-        bad: list[PackedBlob] = []
-        view = memoryview(data)
-        for blob in indexed:
-            try:
-                self.repo.open_blob(pack_id, blob, view[blob.offset : blob.offset + blob.length])
-            except SafekeepError:
-                bad.append(blob)
+        except SafekeepError as exc:
+            if isinstance(exc, Cancelled):
+                raise
+            problems.append(f"its header cannot be read: {exc}")
         if bad:
             problems.append(f"{len(bad)} of its {len(indexed)} blobs are damaged")
         if problems:

@@ -8,6 +8,13 @@ it was made on this host by a process that no longer runs.
 Taking a lock: look for conflicting locks, write ours, wait 200 ms, look again (another client
 may have written at the same moment), and give up with a clear message naming the holder if there
 is a conflict. A held lock is refreshed every 5 minutes (a new lock file replaces the old one).
+
+The 200 ms wait need not be idle: ``acquire(confirm_later=True)`` returns as soon as our lock file
+is written, so the caller can read (load the index, walk the files to back up) meanwhile, and
+:meth:`Lock.confirm` waits out the rest of the 200 ms and looks again. ``confirm`` must pass
+before anything is written to the repository: :meth:`Repository.set_write_guard` makes the
+repository call it before its first write. A command that only reads calls it before it reports
+anything.
 """
 
 from __future__ import annotations
@@ -155,6 +162,10 @@ class Lock:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._mutex = threading.Lock()
+        self._confirm_mutex = threading.Lock()
+        self._written_at = 0.0
+        self._confirmed = False
+        self._refused: LockInfo | None = None
 
     def _new_info(self) -> LockInfo:
         return LockInfo(
@@ -177,19 +188,52 @@ class Lock:
                 return other
         return None
 
-    def acquire(self, *, cancel: CancelToken = NEVER) -> Lock:
+    def acquire(self, *, cancel: CancelToken = NEVER, confirm_later: bool = False) -> Lock:
+        """Take the lock: raises :class:`RepositoryLocked` when another client holds a conflicting one.
+
+        ``confirm_later``: return once our lock file is written, without the 200 ms wait and the
+        second look; :meth:`confirm` must then be called (and pass) before the first write.
+        """
         other = self._conflict()
-        if other is None:
-            self.lock_id = self.repo.save_unpacked(FileType.LOCK, self._new_info().to_json(), cancel=cancel)
-            self.clock.sleep(WAIT_BEFORE_CHECK)
-            other = self._conflict()
-            if other is not None:
-                self._remove_own()
         if other is not None:
             raise RepositoryLocked(f"The repository is in use: {other.describe(self.clock.now())}.")
+        self.lock_id = self.repo.save_unpacked(FileType.LOCK, self._new_info().to_json(), cancel=cancel)
+        self._written_at = self.clock.monotonic()
+        if not confirm_later:
+            self.confirm()
         self._thread = threading.Thread(target=self._refresh_loop, name="safekeep-lock", daemon=True)
         self._thread.start()
         return self
+
+    @property
+    def confirmed(self) -> bool:
+        return self._confirmed
+
+    def confirm(self) -> None:
+        """Wait until 200 ms have passed since our lock file was written, then look for conflicting
+        locks again (another client may have written one at the same moment). On a conflict our
+        lock file is withdrawn and :class:`RepositoryLocked` is raised, now and on every later call.
+        Thread-safe; after the first success it returns at once."""
+        if self._confirmed:
+            return
+        with self._confirm_mutex:
+            if self._confirmed:
+                return
+            if self._refused is None:
+                if not self.lock_id:
+                    raise RepositoryLocked("The repository lock was released before it was confirmed.")
+                remaining = WAIT_BEFORE_CHECK - (self.clock.monotonic() - self._written_at)
+                if remaining > 0:
+                    self.clock.sleep(remaining)
+                other = self._conflict()
+                if other is None:
+                    self._confirmed = True
+                    return
+                self._refused = other
+                self._stop.set()
+                with self._mutex:
+                    self._remove_own()
+            raise RepositoryLocked(f"The repository is in use: {self._refused.describe(self.clock.now())}.")
 
     def _refresh_loop(self) -> None:
         while not self._stop.wait(self.refresh_interval):

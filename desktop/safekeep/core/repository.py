@@ -10,6 +10,8 @@
 - :meth:`load_blob` reads a blob through the index and verifies MAC and SHA-256.
 - Unpacked files (snapshots, index, locks) are saved under the SHA-256 of their stored bytes, and
   that name is checked again when they are read.
+- A write guard (:meth:`set_write_guard`, usually a lock's ``confirm``) runs before every write
+  except a lock file's: nothing is written to the repository until the lock is confirmed.
 
 Thread safety: ``save_blob``/``load_blob`` may be called from many threads at once.
 """
@@ -23,7 +25,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import zstandard
@@ -123,6 +125,7 @@ class Repository:
         self._futures: list[concurrent.futures.Future[None]] = []
         self._upload_error: BaseException | None = None
         self._cancel: CancelToken = NEVER
+        self._write_guard: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ open / init
 
@@ -206,6 +209,16 @@ class Repository:
             return Repository(backend, master, config, key_id=info.name, options=options, clock=clock)
         raise WrongPassword()
 
+    def set_write_guard(self, guard: Callable[[], None] | None) -> None:
+        """``guard`` runs before every write (lock files excepted) and may raise to refuse it;
+        e.g. :meth:`safekeep.core.locks.Lock.confirm`, so reading can start while a lock settles."""
+        self._write_guard = guard
+
+    def _before_write(self) -> None:
+        guard = self._write_guard
+        if guard is not None:
+            guard()
+
     # ------------------------------------------------------------------ keys
 
     def add_key(self, password: str, *, cancel: CancelToken = NEVER) -> str:
@@ -219,6 +232,7 @@ class Repository:
         )
         raw = kf.to_json()
         key_id = sha256(raw).hex()
+        self._before_write()
         self.backend.save(Handle(FileType.KEY, key_id), raw, cancel=cancel)
         return key_id
 
@@ -235,7 +249,7 @@ class Repository:
     def change_password(self, new_password: str, *, cancel: CancelToken = NEVER) -> str:
         """Add a key for ``new_password``, switch to it and remove the key in use; returns its ID."""
         old = self.key_id
-        self.key_id = self.add_key(new_password, cancel=cancel)
+        self.key_id = self.add_key(new_password, cancel=cancel)  # add_key passes the write guard
         if old:
             self.backend.remove(Handle(FileType.KEY, old), cancel=cancel)
         return self.key_id
@@ -246,12 +260,15 @@ class Repository:
                 "The key in use cannot be removed.",
                 hint="Open the repository with another password first, or use 'key passwd' to change it.",
             )
+        self._before_write()
         self.backend.remove(Handle(FileType.KEY, key_id), cancel=cancel)
 
     # ------------------------------------------------------------------ unpacked files
 
     def save_unpacked(self, type: FileType, data: bytes, *, cancel: CancelToken = NEVER) -> str:
         cancel.raise_if_cancelled()
+        if type is not FileType.LOCK:
+            self._before_write()
         sealed = unpacked.seal(self.key, data, version=self.version)
         name = sha256(sealed).hex()
         self.backend.save(Handle(type, name), sealed, cancel=cancel)
@@ -372,6 +389,7 @@ class Repository:
         try:
             if self._upload_error is not None or self._cancel.cancelled:
                 return
+            self._before_write()
             finish_pack(self.key, pack.body, pack.blobs)
             pack_id = sha256(pack.body).hex()
             self.backend.save(Handle(FileType.PACK, pack_id), pack.body, cancel=self._cancel)
@@ -518,6 +536,8 @@ class Repository:
         return self.load_snapshot(self.resolve_id(FileType.SNAPSHOT, ref, cancel=cancel), cancel=cancel)
 
     def remove_files(self, type: FileType, names: Iterable[str], *, cancel: CancelToken = NEVER) -> None:
+        if type is not FileType.LOCK:
+            self._before_write()
         for n in names:
             self.backend.remove(Handle(type, n), cancel=cancel)
 
