@@ -143,7 +143,10 @@ def run_backup(job: Job, emit: Emitter, cancel: CancelToken) -> DestinationResul
         stale = remove_stale_locks(repo)
         if stale:
             log.warning("removed %d stale lock(s) left by processes that no longer run", stale)
-        with Lock(repo, exclusive=False).acquire(cancel=cancel):
+        # restic's 200 ms wait before the second look for conflicting locks overlaps with loading
+        # the index and walking the files: the repository writes nothing until the look passed
+        with Lock(repo, exclusive=False).acquire(cancel=cancel, confirm_later=True) as lock:
+            repo.set_write_guard(lock.confirm)
             repo.load_index(cancel=cancel)
             archiver = Archiver(
                 repo,
@@ -155,6 +158,8 @@ def run_backup(job: Job, emit: Emitter, cancel: CancelToken) -> DestinationResul
                 "file_error", path=item.path, message=item.message
             )
             _, summary = archiver.backup(list(job.sources))
+            lock.confirm()  # a backup that wrote nothing new still reports a conflict it ran into
+            repo.set_write_guard(None)
             result = DestinationResult(
                 destination_id=job.destination.id,
                 outcome=Outcome.WARNING if summary.errors else Outcome.SUCCESS,
