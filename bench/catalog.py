@@ -16,12 +16,17 @@ files are spread over 30 department folders of 30 project folders each. Names ar
 folder changes in every tenth snapshot. The repository is reused when ``--work`` already holds
 one made with the same parameters.
 
-Measured (wall time, this process; the repository is on the local disk):
+Measured (wall time; the repository is on the local disk):
 
 - opening: the repository (cheap scrypt parameters, so the key derivation is not measured),
-  its index and the snapshot list; then the latest snapshot's root folder;
-- listing the big folder straight from its tree blob (what the restore window does before the
-  index exists) and from the index;
+  its index and the snapshot list; then the latest snapshot's root folder. The same again in a
+  fresh Python process, from nothing to the root folder listed, without a catalog and then with
+  the catalog built (process start and imports included in the total);
+- the big folder straight from its tree blob (what the restore window does before the index
+  exists) and from the index: as a :class:`~safekeep.state.catalog.Listing` (what a view that
+  shows part of it needs), one page of 100 entries, and all its entries made (``list_dir``).
+  "stall" is the longest a thread waking every millisecond was kept waiting meanwhile: how long
+  a window whose worker thread does this would freeze;
 - building the index for all snapshots, its size on disk, and one incremental update after a
   new snapshot;
 - searching across all snapshots for several patterns (median of 3 runs), plus ``versions``,
@@ -35,6 +40,9 @@ import json
 import random
 import shutil
 import statistics
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -47,7 +55,7 @@ from safekeep.core.format.pack import BlobType
 from safekeep.core.format.snapshot import Snapshot
 from safekeep.core.format.tree import MODE_DIR, GoTime, Node, decode_tree, encode_tree
 from safekeep.core.repository import Repository, RepositoryOptions
-from safekeep.state.catalog import DEFAULT_SEARCH_LIMIT, Catalog, RepositoryTrees, list_dir
+from safekeep.state.catalog import DEFAULT_SEARCH_LIMIT, Catalog, RepositoryTrees, folder_listing, list_dir
 from safekeep.storage.base import FileType
 from safekeep.storage.compose import open_backend
 
@@ -243,14 +251,111 @@ def build(work: Path, files: int, snapshots: int, big: int) -> tuple[Path, float
     return repo_dir, time.perf_counter() - start
 
 
+class StallMeter:
+    """The longest time a thread that wakes every millisecond was kept waiting: how long a window's
+    event loop would freeze while this process works in another thread (Python runs one thread at
+    a time, and one long call into C keeps the others out)."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        last = time.perf_counter()
+        while not self._stop.is_set():
+            time.sleep(0.001)
+            now = time.perf_counter()
+            self.longest = max(self.longest, now - last)
+            last = now
+
+    def __enter__(self) -> StallMeter:
+        self._thread.start()
+        time.sleep(0.02)
+        self.longest = 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def stall_of(fn: Callable[[], object]) -> float:
+    """The worst stall (see :class:`StallMeter`) over 3 runs of ``fn``."""
+    worst = 0.0
+    for _ in range(3):
+        with StallMeter() as meter:
+            fn()
+        worst = max(worst, meter.longest)
+    return worst
+
+
+def open_in_fresh_process(work: Path, with_catalog: bool) -> dict[str, float]:
+    """Time a new Python process taking a snapshot from nothing to its root folder listed (the
+    total includes starting Python and importing Safekeep; the phases are measured inside)."""
+    start = time.perf_counter()
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.catalog",
+            "--work",
+            str(work),
+            "--open-child",
+            "catalog" if with_catalog else "trees",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    ).stdout
+    phases: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    phases["total"] = time.perf_counter() - start
+    return phases
+
+
+def open_child(work: Path, mode: str) -> int:
+    """The child of :func:`open_in_fresh_process`: prints the phases' times as JSON."""
+    phases: dict[str, float] = {}
+    t, repo = timed(
+        lambda: Repository.open(
+            open_backend(str(work / "repo")), PASSWORD, options=RepositoryOptions(kdf=CHEAP)
+        )
+    )
+    phases["open repository"] = t
+    if mode == "catalog":
+        t, catalog = timed(lambda: Catalog(work / "catalog.sqlite", repo))
+        phases["open catalog"] = t
+        t, latest = timed(lambda: catalog.snapshot("latest"))
+        phases["latest snapshot (index)"] = t
+        indexed = catalog.is_indexed(latest.id)
+        t, root = timed(lambda: catalog.listing(latest.id, "/data"))
+        phases["list /data"] = t
+        if not indexed:
+            raise SystemExit("the catalog does not hold the latest snapshot")
+    else:
+        phases["load repository index"], _ = timed(repo.load_index)
+        t, snaps = timed(repo.list_snapshots)
+        phases["list snapshots"] = t
+        trees = RepositoryTrees(repo)
+        t, root = timed(lambda: folder_listing(trees, snaps[-1].tree, "/data"))
+        phases["list /data"] = t
+    assert len(root) > 0
+    print(json.dumps(phases))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.catalog", description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=1_000_000)
     ap.add_argument("--snapshots", type=int, default=30)
     ap.add_argument("--big-folder", type=int, default=100_000)
     ap.add_argument("--work", type=Path, default=Path("bench/out/catalog"))
+    ap.add_argument("--open-child", choices=["catalog", "trees"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     work: Path = args.work.resolve()
+    if args.open_child:
+        return open_child(work, args.open_child)
     big = min(args.big_folder, args.files)
     repo_dir, build_time = build(work, args.files, args.snapshots, big)
     rows: list[tuple[str, float, str]] = []
@@ -272,13 +377,31 @@ def main() -> int:
     row("list snapshots", t_snaps, f"({len(snaps)} snapshots)")
     row("open latest snapshot: list /data", t_root, f"({len(root)} entries)")
     row("open snapshot total", t_open + t_index + t_snaps + t_root)
+    fresh = open_in_fresh_process(work, with_catalog=False)
+    row(
+        "open latest snapshot, fresh process, no catalog",
+        fresh["total"],
+        "(" + ", ".join(f"{k} {v * 1000:.0f}" for k, v in fresh.items() if k != "total") + " ms)",
+    )
+    t_big_listing, big_listing = median_time(lambda: folder_listing(trees, latest.tree, "/data/big"))
+    row(
+        "listing of /data/big from the tree blob",
+        t_big_listing,
+        f"({len(big_listing):,} entries, median of 3; stall "
+        f"{stall_of(lambda: folder_listing(trees, latest.tree, '/data/big')) * 1000:.0f} ms)",
+    )
     t_big_tree, big_entries = median_time(lambda: list_dir(trees, latest.tree, "/data/big"))
-    row("list /data/big from the tree blob", t_big_tree, f"({len(big_entries):,} entries, median of 3)")
+    row(
+        "list_dir /data/big from the tree blob",
+        t_big_tree,
+        f"(all {len(big_entries):,} entries made, median of 3; stall "
+        f"{stall_of(lambda: list_dir(trees, latest.tree, '/data/big')) * 1000:.0f} ms)",
+    )
 
     db = work / "catalog.sqlite"
     for suffix in ("", "-wal", "-shm"):
         Path(str(db) + suffix).unlink(missing_ok=True)
-    catalog = Catalog(db, repo)
+    catalog = Catalog(db, repo, cache_entries=0)  # no listing cache: every listing below is read
     t_build, result = timed(catalog.update)
     catalog._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
     size = catalog.size_on_disk()
@@ -287,9 +410,33 @@ def main() -> int:
         t_build,
         f"({result.added} snapshots, {result.trees_read:,} trees read, {result.entries:,} entries written)",
     )
+    fresh = open_in_fresh_process(work, with_catalog=True)
+    row(
+        "open latest snapshot, fresh process, warm catalog",
+        fresh["total"],
+        "(" + ", ".join(f"{k} {v * 1000:.0f}" for k, v in fresh.items() if k != "total") + " ms)",
+    )
+    t_listing, listing = median_time(lambda: catalog.listing(latest.id, "/data/big"))
+    row(
+        "listing of /data/big from the index",
+        t_listing,
+        f"({len(listing):,} entries, median of 3; stall "
+        f"{stall_of(lambda: catalog.listing(latest.id, '/data/big')) * 1000:.0f} ms)",
+    )
+    middle = len(listing) // 2
+    t_page, page = median_time(lambda: catalog.list_dir_page(latest.id, "/data/big", middle, 100))
+    assert page == big_entries[middle : middle + 100]
+    row(
+        "list_dir_page /data/big, 100 entries from the middle", t_page, "(median of 3; folder read each time)"
+    )
     t_big_index, from_index = median_time(lambda: catalog.list_dir(latest.id, "/data/big"))
     assert from_index == big_entries
-    row("list /data/big from the index", t_big_index, f"({len(from_index):,} entries, median of 3)")
+    row(
+        "list_dir /data/big from the index",
+        t_big_index,
+        f"(all {len(from_index):,} entries made, median of 3; stall "
+        f"{stall_of(lambda: catalog.list_dir(latest.id, '/data/big')) * 1000:.0f} ms)",
+    )
 
     searches: list[tuple[str, int | None]] = [
         ("budget-2020*.xlsx", DEFAULT_SEARCH_LIMIT),

@@ -29,7 +29,14 @@ from safekeep.common.cancel import NEVER, CancelToken
 from safekeep.core.archiver import BackupOptions, backup
 from safekeep.core.format.keys import KDFParams
 from safekeep.core.repository import Repository, RepositoryOptions
-from safekeep.state.catalog import Catalog, Entry, RepositoryTrees, catalog_path, resolve, walk_entries
+from safekeep.state.catalog import (
+    Catalog,
+    Listing,
+    RepositoryTrees,
+    catalog_path,
+    resolve,
+    walk_entries,
+)
 from safekeep.storage.compose import open_backend
 
 pytestmark = pytest.mark.restic
@@ -202,9 +209,9 @@ class CountingTrees(RepositoryTrees):
         super().__init__(repo, cache_entries=0)
         self.read: list[bytes] = []
 
-    def load_tree(self, tree_id: bytes, *, cancel: CancelToken = NEVER) -> list[Entry]:
+    def load_listing(self, tree_id: bytes, *, cancel: CancelToken = NEVER) -> Listing:
         self.read.append(tree_id)
-        return super().load_tree(tree_id, cancel=cancel)
+        return super().load_listing(tree_id, cancel=cancel)
 
 
 def _trees_of(repo: Repository, root: bytes) -> set[bytes]:

@@ -27,6 +27,7 @@ from safekeep.state.catalog import (
     Catalog,
     CatalogError,
     Entry,
+    Listing,
     NotAFolder,
     NotInSnapshot,
     RepositoryTrees,
@@ -335,9 +336,9 @@ class CountingTrees(RepositoryTrees):
         super().__init__(repo, cache_entries=0)
         self.read: list[bytes] = []
 
-    def load_tree(self, tree_id: bytes, *, cancel: CancelToken = NEVER) -> list[Entry]:
+    def load_listing(self, tree_id: bytes, *, cancel: CancelToken = NEVER) -> Listing:
         self.read.append(tree_id)
-        return super().load_tree(tree_id, cancel=cancel)
+        return super().load_listing(tree_id, cancel=cancel)
 
 
 @pytest.fixture
