@@ -7,6 +7,11 @@ Each step runs as a separate process; wall time, CPU time (user+system) and peak
 ``wait4``. The table shows medians and the Safekeep/restic ratio of each.
 
 ``--many-small N`` instead measures the initial backup of N tiny files (peak memory).
+
+``--steps initial,no-change`` reports only some steps (the backups a chosen step depends on still
+run, unreported); ``--tools safekeep`` runs one program only; ``--py-spy DIR`` records a
+``py-spy`` profile (all threads, ``--idle`` excluded) of each Safekeep step into ``DIR`` — its
+timings then include the profiler's overhead, so use it to see where time goes, not for figures.
 """
 
 from __future__ import annotations
@@ -25,6 +30,13 @@ from bench.dataset import generate_many_small, tree_bytes
 
 PASSWORD = "bench-password"
 STEPS = ("initial backup", "no-change backup", "backup after 1% change", "full restore", "check --read-data")
+STEP_KEYS = {
+    "initial": STEPS[0],
+    "no-change": STEPS[1],
+    "change": STEPS[2],
+    "restore": STEPS[3],
+    "check": STEPS[4],
+}
 
 
 @dataclass
@@ -43,6 +55,15 @@ class Results:
         self.samples.setdefault((tool, step), []).append(s)
 
 
+def _profiled(cmd: list[str], out: Path | None, step: str) -> list[str]:
+    if out is None:
+        return cmd
+    name = step.replace(" ", "-").replace("%", "pct").replace("--", "")
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    return [spy, "record", "--threads", "--nonblocking", "-r", "250", "-f", "raw",
+            "-o", str(out / f"{name}.txt"), "--", *cmd]  # fmt: skip
+
+
 def run(cmd: list[str], env: dict[str, str]) -> Sample:
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -58,10 +79,11 @@ def run(cmd: list[str], env: dict[str, str]) -> Sample:
 
 
 class Tool:
-    def __init__(self, name: str, argv: list[str], work: Path) -> None:
+    def __init__(self, name: str, argv: list[str], work: Path, profile: Path | None = None) -> None:
         self.name = name
         self.argv = argv
         self.work = work
+        self.profile = profile
         self.env = dict(os.environ)
         self.env.update(
             RESTIC_PASSWORD=PASSWORD,
@@ -82,15 +104,18 @@ class Tool:
             shutil.rmtree(p, ignore_errors=True)
         run(self.cmd("init"), self.env)
 
-    def backup(self, src: Path) -> Sample:
-        return run(self.cmd("backup", "--host", "bench", str(src)), self.env)
+    def step(self, step: str, *args: str) -> Sample:
+        return run(_profiled(self.cmd(*args), self.profile, step), self.env)
+
+    def backup(self, src: Path, step: str) -> Sample:
+        return self.step(step, "backup", "--host", "bench", str(src))
 
     def restore(self, target: Path) -> Sample:
         shutil.rmtree(target, ignore_errors=True)
-        return run(self.cmd("restore", "latest", "--target", str(target)), self.env)
+        return self.step(STEPS[3], "restore", "latest", "--target", str(target))
 
     def check(self) -> Sample:
-        return run(self.cmd("check", "--read-data"), self.env)
+        return self.step(STEPS[4], "check", "--read-data")
 
 
 def du(path: Path) -> int:
@@ -112,13 +137,31 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=Path("bench/out"))
     ap.add_argument("--restic", default=shutil.which("restic") or "restic")
     ap.add_argument("--many-small", type=int, default=0, help="measure N tiny files instead")
+    ap.add_argument(
+        "--steps",
+        default=",".join(STEP_KEYS),
+        help=f"comma-separated steps to report, of: {', '.join(STEP_KEYS)} (default: all)",
+    )
+    ap.add_argument("--tools", default="safekeep,restic", help="comma-separated: safekeep, restic")
+    ap.add_argument("--py-spy", type=Path, metavar="DIR", help="profile each Safekeep step into DIR")
     args = ap.parse_args()
+    steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+    unknown = [s for s in steps if s not in STEP_KEYS]
+    if unknown:
+        ap.error(f"unknown step(s): {', '.join(unknown)}; choose from {', '.join(STEP_KEYS)}")
+    names = [t.strip() for t in args.tools.split(",") if t.strip()]
+    if not names or any(n not in ("safekeep", "restic") for n in names):
+        ap.error("--tools takes safekeep and/or restic")
     work: Path = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    tools = [
-        Tool("safekeep", [sys.executable, "-m", "safekeep"], work),
-        Tool("restic", [args.restic], work),
-    ]
+    profile: Path | None = args.py_spy.resolve() if args.py_spy else None
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
+    all_tools = {
+        "safekeep": Tool("safekeep", [sys.executable, "-m", "safekeep"], work, profile),
+        "restic": Tool("restic", [args.restic], work),
+    }
+    tools = [all_tools[n] for n in ("safekeep", "restic") if n in names]
     if args.many_small:
         return many_small(tools, work, args.many_small)
     pristine = work / f"dataset-{args.size_mib}"
@@ -138,6 +181,13 @@ def main() -> int:
     results = Results()
     src = work / "src"
     total = tree_bytes(pristine)
+    wanted = {STEP_KEYS[s] for s in steps}
+    need_change = bool(wanted & set(STEPS[2:]))
+
+    def record(tool: str, step: str, sample: Sample) -> None:
+        if step in wanted:
+            results.add(tool, step, sample)
+
     for rnd in range(args.rounds):
         shutil.rmtree(src, ignore_errors=True)
         shutil.copytree(pristine, src, symlinks=True)
@@ -145,8 +195,12 @@ def main() -> int:
         order = tools if rnd % 2 == 0 else tools[::-1]
         for t in order:
             t.init()
-            results.add(t.name, STEPS[0], t.backup(src))
-            results.add(t.name, STEPS[1], t.backup(src))
+            record(t.name, STEPS[0], t.backup(src, STEPS[0]))
+            if STEPS[1] in wanted:
+                record(t.name, STEPS[1], t.backup(src, STEPS[1]))
+        if not need_change:
+            print(f"round {rnd + 1}/{args.rounds} done", flush=True)
+            continue
         # in a child process: the harness must stay small, or its memory would show up in the
         # children's peak RSS (ru_maxrss counts the pages a child inherits when forked)
         subprocess.run(
@@ -160,12 +214,15 @@ def main() -> int:
         )
         warm(src)
         for t in order:
-            results.add(t.name, STEPS[2], t.backup(src))
+            record(t.name, STEPS[2], t.backup(src, STEPS[2]))
+        if STEPS[3] in wanted:
+            for t in order:
+                record(t.name, STEPS[3], t.restore(work / f"{t.name}-restore"))
+                shutil.rmtree(work / f"{t.name}-restore", ignore_errors=True)
+        if STEPS[4] in wanted:
+            for t in order:
+                record(t.name, STEPS[4], t.check())
         for t in order:
-            results.add(t.name, STEPS[3], t.restore(work / f"{t.name}-restore"))
-            shutil.rmtree(work / f"{t.name}-restore", ignore_errors=True)
-        for t in order:
-            results.add(t.name, STEPS[4], t.check())
             results.repo_size.setdefault(t.name, []).append(du(t.repo))
         print(f"round {rnd + 1}/{args.rounds} done", flush=True)
     print_table(results, total, args)
@@ -181,7 +238,7 @@ def many_small(tools: list[Tool], work: Path, count: int) -> int:
     print(f"{'':10s} {'wall s':>8s} {'CPU s':>8s} {'peak RSS MiB':>13s}   ({count:,} files)")
     for t in tools:
         t.init()
-        s = t.backup(src)
+        s = t.backup(src, STEPS[0])
         print(f"{t.name:10s} {s.wall:8.2f} {s.cpu:8.2f} {s.rss_mib:13.0f}")
     return 0
 
@@ -201,16 +258,20 @@ def print_table(r: Results, total: int, args: argparse.Namespace) -> None:
         rows = {}
         for tool in ("safekeep", "restic"):
             ss = r.samples.get((tool, step), [])
+            if not ss:
+                continue
             rows[tool] = (med([s.wall for s in ss]), med([s.cpu for s in ss]), med([s.rss_mib for s in ss]))
             w, c, m = rows[tool]
             print(f"{step:24s} {tool:9s} {w:8.2f} {mb / w:8.0f} {c:7.2f} {m:8.0f}")
-        (sw, sc, sm), (rw, rc, rm) = rows["safekeep"], rows["restic"]
-        print(f"{'':24s} {'ratio':9s} {sw / rw:8.2f} {rw / sw:8.2f} {sc / rc:7.2f} {sm / rm:8.2f}")
-    sk = med([float(x) for x in r.repo_size.get("safekeep", [])])
-    rs = med([float(x) for x in r.repo_size.get("restic", [])])
-    print(
-        f"{'repository size MiB':24s} safekeep {sk / 2**20:.1f}  restic {rs / 2**20:.1f}  ratio {sk / rs:.3f}"
-    )
+        if len(rows) == 2:
+            (sw, sc, sm), (rw, rc, rm) = rows["safekeep"], rows["restic"]
+            print(f"{'':24s} {'ratio':9s} {sw / rw:8.2f} {rw / sw:8.2f} {sc / rc:7.2f} {sm / rm:8.2f}")
+    sizes = {t: med([float(x) for x in xs]) for t, xs in r.repo_size.items() if xs}
+    if sizes:
+        line = "  ".join(f"{t} {v / 2**20:.1f}" for t, v in sizes.items())
+        if len(sizes) == 2:
+            line += f"  ratio {sizes['safekeep'] / sizes['restic']:.3f}"
+        print(f"{'repository size MiB':24s} {line}")
     print("(MB/s ratio is throughput: restic time / Safekeep time; other ratios: Safekeep / restic)")
 
 

@@ -267,6 +267,26 @@ def test_gotime_round_trip(t: GoTime) -> None:
     assert GoTime.parse(t.rfc3339nano()) == t
 
 
+@given(_times, st.integers(min_value=0, max_value=3599), st.integers(min_value=0, max_value=10**9 - 1))
+def test_gotime_cached_parse_and_format_agree_with_calendar(t: GoTime, within: int, nanos: int) -> None:
+    # a second time in the same hour takes the cached path; it must agree with the full parse
+    text = t.rfc3339nano()
+    first = GoTime.parse(text)
+    hour_start = (first.ns // 10**9 + first.offset) // 3600 * 3600 - first.offset
+    other = GoTime((hour_start + within) * 10**9 + nanos, first.offset)
+    other_text = other.rfc3339nano()
+    assert GoTime.parse(other_text) == other
+    assert GoTime._parse_slow(other_text) == other
+    assert GoTime._parse_slow(text).rfc3339nano() == text
+
+
+def test_gotime_cached_parse_still_validates() -> None:
+    assert GoTime.parse("2026-03-01T10:00:00+01:00").rfc3339nano() == "2026-03-01T10:00:00+01:00"
+    for bad in ("2026-03-01T10:60:00+01:00", "2026-03-01T10:00:60+01:00", "2026-03-01T10:00:00+24:00"):
+        with pytest.raises(ValueError):
+            GoTime.parse(bad)
+
+
 @given(_names)
 def test_quote_round_trip(name: bytes) -> None:
     quoted = go_quote(name)

@@ -18,7 +18,7 @@ from safekeep.cli.context import CliContext
 from safekeep.cli.output import format_bytes, format_duration
 from safekeep.cli.progress import item_error_printer, make_progress
 from safekeep.common.errors import SafekeepError, UsageError
-from safekeep.core.archiver import Archiver, BackupOptions, BackupSummary
+from safekeep.core.archiver import Archiver, BackupOptions, BackupSummary, start_scan
 from safekeep.engine.events import JobEvent
 from safekeep.state.model import Outcome, Reason
 
@@ -100,11 +100,18 @@ def run(ctx: CliContext, args: argparse.Namespace) -> int:
         use_parent=not args.force,
     )
     out = ctx.out
-    with ctx.repository(read_only=False) as repo, ctx.locked(repo, exclusive=False, read_only=False):
-        repo.load_index(cancel=ctx.cancel)
-        archiver = Archiver(repo, options, progress=make_progress(out, "backup"), cancel=ctx.cancel)
-        archiver.recorder.on_record = item_error_printer(out, "archival")
-        _, summary = archiver.backup(list(args.paths))
+    # the folders are read (nothing written) while the key is derived and the index loads
+    scan = start_scan(list(args.paths), options)
+    try:
+        with ctx.repository(read_only=False) as repo, ctx.locked(repo, exclusive=False, read_only=False):
+            repo.load_index(cancel=ctx.cancel)
+            archiver = Archiver(
+                repo, options, progress=make_progress(out, "backup"), cancel=ctx.cancel, scan=scan
+            )
+            archiver.recorder.on_record = item_error_printer(out, "archival")
+            _, summary = archiver.backup(list(args.paths))
+    finally:
+        scan.close()
     elapsed = (
         (summary.backup_end - summary.backup_start).total_seconds()
         if summary.backup_start and summary.backup_end

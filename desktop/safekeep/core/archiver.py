@@ -2,14 +2,19 @@
 
 The pipeline:
 
-1. The **walker** (calling thread) visits each source depth-first, lists folders in name order,
-   applies exclusions and reads each entry's metadata (``fs.nodes``).
-2. A file whose size, mtime, ctime and inode equal its node in the **parent snapshot** is not
-   read: its content list is reused (restic's rule), provided the index still has its blobs.
-3. Other files go to a pool of **file workers**: each reads its file in windows, cuts chunks
-   (``chunker``), hashes them and hands them to ``Repository.save_blob``, which deduplicates,
-   compresses, encrypts and appends to a pack; full packs upload in the background. A semaphore
-   bounds the files in flight, so memory stays flat however large the tree.
+1. The **scan** (``fs.scan``, a background thread, started by the CLI before the key is even
+   derived) visits each source depth-first, lists folders in name order, applies exclusions
+   and reads each entry's metadata (``fs.nodes``), a bounded distance ahead of the walker.
+2. The **walker** (calling thread) takes the folders' listings in the same order. A file whose
+   size, mtime, ctime and inode equal its node in the **parent snapshot** is not read: its
+   content list is reused (restic's rule), provided the index still has its blobs. Parent
+   trees are decoded lazily (``decode_tree_lazy``): only the compared fields are converted.
+3. Other files go to a pool of **file workers**: each reads its file, cuts chunks (``chunker``)
+   and hashes them. A small file's chunks are saved right there (``Repository.save_blob``
+   deduplicates, compresses, encrypts and appends to a pack; full packs upload in the
+   background); a large file is read in windows through one reused buffer and its chunks go to
+   a **blob pool**, so one large file keeps every core busy. Semaphores and a byte budget bound
+   the files and chunks in flight, so memory stays flat however large the tree.
 4. When a folder's files are done, its **tree blob** is encoded (Go-JSON-exact) and saved.
 5. ``Repository.flush`` uploads the last packs and writes the index; only then is the
    **snapshot** written. An interruption at any point leaves a valid repository.
@@ -49,16 +54,17 @@ from safekeep.core.chunker import MAX_SIZE, Chunker
 from safekeep.core.format.pack import BlobType
 from safekeep.core.format.snapshot import Snapshot
 from safekeep.core.format.times import format_time, local_now
-from safekeep.core.format.tree import Node, decode_tree, encode_tree
+from safekeep.core.format.tree import Node, NodeView, TreeFormatError, decode_tree_lazy, encode_tree
 from safekeep.core.fs.exclude import Excluder
 from safekeep.core.fs.nodes import UserCache, node_from_path
+from safekeep.core.fs.scan import Scan
 from safekeep.core.repository import Repository, sha256
 
 log = logging.getLogger(__name__)
 
 READ_WINDOW = 8 * 1024 * 1024
-LARGE_FILES_AT_ONCE = 2
-BLOB_QUEUE_BYTES = 24 * 1024 * 1024  # chunks waiting for compression and encryption
+LARGE_FILES_AT_ONCE = 1  # one large file at a time reads faster than the cores compress
+BLOB_QUEUE_BYTES = 16 * 1024 * 1024  # chunks waiting for compression and encryption
 PRUNE_FUTURES_AT = 1024
 SMALL_FILE = 1024 * 1024  # read in one call; larger files go through the window buffers
 BATCH_FILES = 64  # small files per worker job
@@ -169,9 +175,13 @@ class Archiver:
         on_error: ErrorPolicy | None = None,
         cancel: CancelToken = NEVER,
         clock: Clock = SYSTEM_CLOCK,
+        scan: Scan | None = None,
     ) -> None:
+        """``scan``: a walk of the same paths started earlier with :func:`start_scan` (e.g. before
+        the repository was opened); without one, ``backup`` starts its own."""
         self.repo = repo
         self.options = options or BackupOptions()
+        self._scan = scan
         self.progress = progress
         self.recorder = ErrorRecorder()
         self._policy = on_error
@@ -199,6 +209,14 @@ class Archiver:
 
     def backup(self, paths: list[str]) -> tuple[Snapshot, BackupSummary]:
         """Back up ``paths`` and write a snapshot. Raises ``Cancelled`` (no snapshot written)."""
+        if self._scan is None:
+            self._scan = start_scan(paths, self.options)  # walks while the index loads
+        try:
+            return self._backup(paths)
+        finally:
+            self._scan.close()
+
+    def _backup(self, paths: list[str]) -> tuple[Snapshot, BackupSummary]:
         self.repo.set_cancel(self.cancel)
         self.repo.ensure_index(cancel=self.cancel)
         self._start = self.clock.monotonic()
@@ -286,14 +304,26 @@ class Archiver:
                 best = s
         return best
 
-    def _load_tree(self, tree_id: bytes | None) -> dict[bytes, Node]:
+    def _load_tree(self, tree_id: bytes | None) -> dict[bytes, NodeView]:
+        """The parent snapshot's folder ``tree_id``, by name; nodes are decoded only as far as
+        the comparison reads them. Unreadable: {} (its files are read again)."""
         if not tree_id:
             return {}
         try:
-            return {n.name: n for n in decode_tree(self.repo.load_blob(BlobType.TREE, tree_id))}
-        except SafekeepError as exc:
+            return decode_tree_lazy(self.repo.load_blob(BlobType.TREE, tree_id))
+        except (SafekeepError, TreeFormatError) as exc:
             log.warning("parent tree %s unreadable, files will be re-read: %s", tree_id.hex()[:12], exc)
             return {}
+
+    def _parent_subtree(self, pnode: NodeView | None) -> dict[bytes, NodeView]:
+        if pnode is None:
+            return {}
+        try:
+            subtree = pnode.subtree if pnode.type == "dir" else None
+        except TreeFormatError as exc:
+            log.warning("parent folder node unreadable, its files will be re-read: %s", exc)
+            return {}
+        return self._load_tree(subtree)
 
     def _save_tree(self, nodes: list[Node]) -> tuple[bytes, bool]:
         data = encode_tree(nodes)
@@ -310,7 +340,7 @@ class Archiver:
             return None
         return node_from_path(path, name, st, user_cache=self.users)
 
-    def _save_virtual(self, path: bytes, layout: _Layout, parent_nodes: dict[bytes, Node]) -> bytes:
+    def _save_virtual(self, path: bytes, layout: _Layout, parent_nodes: dict[bytes, NodeView]) -> bytes:
         """Save a folder above the sources: only the children on the way to a source."""
         nodes: list[Node] = []
         for name in sorted(layout):
@@ -320,9 +350,8 @@ class Archiver:
             if sub is None:  # a source itself
                 node = self._entry(child, name, pnode, top=True)
                 if node is not None and node.type == "file":  # a file given as a source
-                    if self._unchanged(node, pnode):
-                        assert pnode is not None
-                        node.content = pnode.content
+                    if (content := self._unchanged(node, pnode)) is not None:
+                        node.content = content
                         self._count_unmodified(node)
                     else:
                         content = self._submit_files([(child, node, pnode is None)]).result()[0]
@@ -335,13 +364,12 @@ class Archiver:
             node = self._dir_node(child, name)
             if node is None:
                 continue
-            ptree = self._load_tree(pnode.subtree) if pnode and pnode.type == "dir" else {}
-            node.subtree = self._save_virtual(child, sub, ptree)
+            node.subtree = self._save_virtual(child, sub, self._parent_subtree(pnode))
             nodes.append(node)
         tree_id, _ = self._save_tree(nodes)
         return tree_id
 
-    def _entry(self, path: bytes, name: bytes, pnode: Node | None, *, top: bool = False) -> Node | None:
+    def _entry(self, path: bytes, name: bytes, pnode: NodeView | None, *, top: bool = False) -> Node | None:
         """Node for one directory entry; folders recurse, files are queued. None = skipped."""
         self.cancel.raise_if_cancelled()
         if self.excluder and not top and self.excluder.excluded(path):
@@ -356,27 +384,42 @@ class Archiver:
         except OSError as exc:
             self._error(path, exc)
             return None
-        if stat.S_ISDIR(st.st_mode):
-            ptree = self._load_tree(pnode.subtree) if pnode and pnode.type == "dir" else {}
+        return self._finish_entry(path, node, pnode)
+
+    def _finish_entry(self, path: bytes, node: Node, pnode: NodeView | None) -> Node | None:
+        """A folder's node gets its subtree (saved recursively); other nodes are returned as is."""
+        if node.type == "dir":
+            ptree = self._parent_subtree(pnode)
             subtree = self._save_dir(path, ptree)
             if subtree is None:
                 return None
             node.subtree = subtree
-            if pnode is None or pnode.type != "dir":
+            try:
+                parent_subtree = pnode.subtree if pnode is not None and pnode.type == "dir" else None
+            except TreeFormatError:
+                parent_subtree = None
+            if parent_subtree is None:
                 self._c.add(dirs_new=1)
-            elif pnode.subtree == subtree:
+            elif parent_subtree == subtree:
                 self._c.add(dirs_unmodified=1)
             else:
                 self._c.add(dirs_changed=1)
         return node
 
-    def _save_dir(self, path: bytes, parent_nodes: dict[bytes, Node]) -> bytes | None:
-        try:
-            with os.scandir(path) as it:
-                names = sorted(e.name for e in it)
-        except OSError as exc:
-            self._error(path, exc)
-            return None
+    def _save_dir(self, path: bytes, parent_nodes: dict[bytes, NodeView]) -> bytes | None:
+        listing = self._scan.take(path, self.cancel) if self._scan is not None else None
+        if listing is not None:
+            if listing.error is not None:
+                self._error(path, listing.error)
+                return None
+            names = [e.name for e in listing.entries]
+        else:
+            try:
+                with os.scandir(path) as it:
+                    names = sorted(e.name for e in it)
+            except OSError as exc:
+                self._error(path, exc)
+                return None
         nodes: list[Node | None] = []
         pending: list[tuple[list[int], concurrent.futures.Future[list[list[bytes] | None]]]] = []
         batch: list[tuple[bytes, Node, bool]] = []
@@ -389,16 +432,24 @@ class Archiver:
                 pending.append((batch_at, self._submit_files(batch)))
                 batch, batch_at, batch_bytes = [], [], 0
 
-        for name in names:
-            child = os.path.join(path, name)
+        for i, name in enumerate(names):
             pnode = parent_nodes.get(name)
-            node = self._entry(child, name, pnode)
+            if listing is None:
+                child = os.path.join(path, name)
+                node = self._entry(child, name, pnode)
+            else:
+                self.cancel.raise_if_cancelled()
+                entry = listing.entries[i]
+                child = entry.path
+                if entry.node is None:
+                    self._error(child, entry.error or SourceError(f"{os.fsdecode(child)} could not be read"))
+                    continue
+                node = self._finish_entry(child, entry.node, pnode)
             if node is None:
                 continue
             if node.type == "file":
-                if self._unchanged(node, pnode):
-                    assert pnode is not None
-                    node.content = pnode.content
+                if (content := self._unchanged(node, pnode)) is not None:
+                    node.content = content
                     self._count_unmodified(node)
                 elif node.size >= BATCH_BYTES:
                     pending.append(([len(nodes)], self._submit_files([(child, node, pnode is None)])))
@@ -429,14 +480,31 @@ class Archiver:
             self._c.bytes_done += node.size
         self._report()
 
-    def _unchanged(self, node: Node, pnode: Node | None) -> bool:
-        if pnode is None or pnode.type != "file" or pnode.content is None:
-            return False
-        if node.size != pnode.size or node.mtime != pnode.mtime or node.ctime != pnode.ctime:
-            return False
-        if not self.options.ignore_inode and node.inode != pnode.inode:
-            return False
-        return all(self.repo.has_blob(BlobType.DATA, b) for b in pnode.content)
+    def _unchanged(self, node: Node, pnode: NodeView | None) -> list[bytes] | None:
+        """The parent's content list if the file need not be read again (restic's rule: same
+        size, mtime, ctime and inode, and the index still has every blob), else None."""
+        if pnode is None:
+            return None
+        try:
+            if pnode.type != "file" or node.size != pnode.size:
+                return None
+            if pnode.time_text("mtime") != node.mtime.fixed().rfc3339nano():
+                return None
+            if pnode.time_text("ctime") != node.ctime.fixed().rfc3339nano():
+                return None
+            if not self.options.ignore_inode and node.inode != pnode.inode:
+                return None
+            content = pnode.content
+        except TreeFormatError as exc:
+            log.warning("parent node of %s unreadable, the file is read again: %s", node.name, exc)
+            return None
+        if content is None:
+            return None
+        has_blob = self.repo.has_blob
+        for b in content:
+            if not has_blob(BlobType.DATA, b):
+                return None
+        return content
 
     def _submit_files(
         self, items: list[tuple[bytes, Node, bool]]
@@ -448,6 +516,8 @@ class Archiver:
         def run() -> list[list[bytes] | None]:
             try:
                 return [self._file(path, node, is_new) for path, node, is_new in items]
+            except _RepositoryFailure as exc:
+                raise exc.error from None
             finally:
                 self._slots.release()
 
@@ -499,7 +569,7 @@ class Archiver:
                 content: list[bytes] = []
                 view = memoryview(data)
                 for off, length in self.chunker.cuts(view):
-                    self._save_data(view[off : off + length], content, owner=data)
+                    self._save_data(view[off : off + length], content, owner=data, inline=True)
                 total = len(data)
             else:
                 with self._buffer_slots:  # made on first use, then reused
@@ -551,16 +621,30 @@ class Archiver:
         view.release()
         return content, total
 
-    def _save_data(self, chunk: memoryview, content: list[bytes], *, owner: bytes | None = None) -> None:
-        """Hash a chunk now (its ID goes into the file's content list in order) and hand the
-        compression, encryption and packing to the blob pool, so one large file keeps every
-        core busy. ``owner``: an immutable bytes object the chunk views (no copy needed)."""
+    def _save_data(
+        self, chunk: memoryview, content: list[bytes], *, owner: bytes | None = None, inline: bool = False
+    ) -> None:
+        """Hash a chunk now (its ID goes into the file's content list in order) and save it.
+
+        A chunk of a small file (``inline``) is compressed, encrypted and packed right here: the
+        file workers already run several files at once, and a hand-off per small blob would
+        cost more than it spreads. A large file's chunks go to the blob pool, so one large file
+        keeps every core busy. ``owner``: an immutable bytes object the chunk views (no copy
+        needed)."""
         blob_id = sha256(chunk)
         content.append(blob_id)
         n = len(chunk)
         with self._c.lock:
             self._c.bytes_done += n
-        if not self.repo.has_blob(BlobType.DATA, blob_id):
+        if inline:
+            if not self.repo.has_blob(BlobType.DATA, blob_id):
+                try:
+                    res = self.repo.save_blob(BlobType.DATA, chunk, blob_id=blob_id)
+                except OSError as exc:  # the repository's storage failed, not the file being read
+                    raise _RepositoryFailure(exc) from exc
+                if res.added:
+                    self._c.add(data_blobs=1, data_added=n, data_added_packed=res.stored_size)
+        elif not self.repo.has_blob(BlobType.DATA, blob_id):
             data = owner if owner is not None and len(owner) == n else bytes(chunk)
             self._blob_budget.acquire(n, self.cancel)
             try:
@@ -601,6 +685,15 @@ class Archiver:
             f.result()
 
 
+class _RepositoryFailure(Exception):
+    """Carries a storage ``OSError`` from a blob saved while reading a file past the handlers
+    that skip unreadable files: it must abort the backup."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class _ByteBudget:
     """Bounds the bytes of chunks queued for the blob pool (memory stays flat)."""
 
@@ -624,6 +717,28 @@ class _ByteBudget:
 
 
 _Layout = dict[bytes, "_Layout | None"]
+
+
+def start_scan(paths: list[str], options: BackupOptions | None = None) -> Scan:
+    """Start walking ``paths`` in the background, in the order a backup of them visits them.
+
+    Pass the result to :class:`Archiver` for the same paths and options; call ``close()`` on it
+    when the backup could not start."""
+    options = options or BackupOptions()
+    existing = [s for s in _normalise(paths) if os.path.lexists(s)]
+    roots: list[bytes] = []
+
+    def visit(prefix: bytes, layout: _Layout) -> None:
+        for name in sorted(layout):
+            sub = layout[name]
+            path = os.path.join(prefix, name)
+            if sub is None:
+                roots.append(path)
+            else:
+                visit(path, sub)
+
+    visit(b"/", _build_layout(existing))
+    return Scan(roots, Excluder(list(options.excludes))).start()
 
 
 def _normalise(paths: list[str]) -> list[str]:
@@ -674,4 +789,4 @@ def backup(
     )
 
 
-__all__ = ["Archiver", "BackupOptions", "BackupSummary", "Callable", "backup"]
+__all__ = ["Archiver", "BackupOptions", "BackupSummary", "Callable", "backup", "start_scan"]

@@ -81,9 +81,11 @@ __all__ = [
     "NODE_MODE_MASK",
     "GoTime",
     "Node",
+    "NodeView",
     "TreeFormatError",
     "decode_node",
     "decode_tree",
+    "decode_tree_lazy",
     "encode_node",
     "encode_tree",
     "go_mode_from_st_mode",
@@ -165,6 +167,13 @@ _NS = 1_000_000_000
 _RFC3339NANO = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))"
 )
+# The shape Go's RFC3339Nano writes (ASCII digits, "." fraction of 1..9 digits, "Z" or "+hh:mm").
+_CANONICAL_TIME = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
+#: "YYYY-MM-DDTHH" → its local second (validated by a full parse first); zone text → offset
+_PARSED_HOURS: dict[str, int] = {}
+_PARSED_ZONES: dict[str, int] = {}
 _DAYS_IN_MONTH = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
@@ -208,6 +217,27 @@ class GoTime:
     @classmethod
     def parse(cls, text: str) -> GoTime:
         """Parse any RFC3339 / RFC3339Nano time (as Go's ``time.Time.UnmarshalJSON`` accepts)."""
+        fast = _CANONICAL_TIME.fullmatch(text)
+        if fast is not None:  # the shape Go writes: cached hour and zone, no calendar arithmetic
+            hour_key, minute, sec, frac, zone = fast.groups()
+            base = _PARSED_HOURS.get(hour_key)
+            offset = _PARSED_ZONES.get(zone)
+            if base is not None and offset is not None and minute < "60" and sec < "60":
+                nanos = int(frac.ljust(9, "0")) if frac else 0
+                return cls((base + int(minute) * 60 + int(sec) - offset) * _NS + nanos, offset)
+        parsed = cls._parse_slow(text)
+        if fast is not None:
+            hour_key, _, _, _, zone = fast.groups()
+            offset = parsed.offset
+            local = parsed.ns // _NS + offset
+            if len(_PARSED_HOURS) >= _CACHE_LIMIT:
+                _PARSED_HOURS.clear()
+            _PARSED_HOURS[hour_key] = local - local % 3600
+            _PARSED_ZONES[zone] = offset
+        return parsed
+
+    @classmethod
+    def _parse_slow(cls, text: str) -> GoTime:
         m = _RFC3339NANO.fullmatch(text)
         if m is None:
             raise ValueError(f"not an RFC3339 time: {text!r}")
@@ -241,32 +271,64 @@ class GoTime:
 
     def rfc3339nano(self) -> str:
         """Go ``t.Format(time.RFC3339Nano)`` (years must be within 0..9999)."""
-        y, mo, d, sod, nanos = self._civil()
-        if not 0 <= y <= 9999:
-            raise ValueError(f"year {y} cannot be written as RFC3339; use fixed() first")
-        h, rem = divmod(sod, 3600)
-        mi, s = divmod(rem, 60)
-        text = f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}"
+        sec, nanos = divmod(self.ns, _NS)
+        hour, rem = divmod(sec + self.offset, 3600)
+        prefix = _HOUR_PREFIXES.get(hour)
+        if prefix is None:
+            prefix = _hour_prefix(hour)
+        text = f"{prefix}{rem // 60:02d}:{rem % 60:02d}"
         if nanos:
             text += "." + f"{nanos:09d}".rstrip("0")
-        off = self.offset
-        if off == 0:
-            return text + "Z"
-        zone = abs(off) // 60  # Go truncates toward zero: "-00:19" for -00:19:32
-        sign = "-" if off < 0 and zone else "+"
-        return f"{text}{sign}{zone // 60:02d}:{zone % 60:02d}"
+        zone = _ZONES.get(self.offset)
+        if zone is None:
+            zone = _zone(self.offset)
+        return text + zone
 
     def fixed(self) -> GoTime:
         """restic's ``FixTime``: clamp the year into 0..9999 keeping everything else."""
-        y, mo, d, sod, nanos = self._civil()
-        if 0 <= y <= 9999:
+        if _FIRST_LOCAL_SECOND <= self.ns // _NS + self.offset < _END_LOCAL_SECOND:
             return self
+        y, mo, d, sod, nanos = self._civil()
         new_y = 0 if y < 0 else 9999
         days = _days_from_civil(new_y, mo, 1) + d - 1  # Feb 29 normalises to Mar 1 like Go
         return GoTime((days * 86400 + sod - self.offset) * _NS + nanos, self.offset)
 
     def __str__(self) -> str:
         return self.rfc3339nano()
+
+
+# Formatting caches: the "YYYY-MM-DDTHH:" of a local hour and the zone suffix of an offset. Files
+# of one tree mostly share a few hours and one or two offsets, so most times skip the calendar
+# arithmetic. Both are bounded; losing an entry to a concurrent reset only costs a recomputation.
+_HOUR_PREFIXES: dict[int, str] = {}
+_ZONES: dict[int, str] = {}
+_CACHE_LIMIT = 4096
+_FIRST_LOCAL_SECOND: Final = _days_from_civil(0, 1, 1) * 86400
+_END_LOCAL_SECOND: Final = _days_from_civil(10000, 1, 1) * 86400
+
+
+def _hour_prefix(hour: int) -> str:
+    y, mo, d = _civil_from_days(hour // 24)
+    if not 0 <= y <= 9999:
+        raise ValueError(f"year {y} cannot be written as RFC3339; use fixed() first")
+    prefix = f"{y:04d}-{mo:02d}-{d:02d}T{hour % 24:02d}:"
+    if len(_HOUR_PREFIXES) >= _CACHE_LIMIT:
+        _HOUR_PREFIXES.clear()
+    _HOUR_PREFIXES[hour] = prefix
+    return prefix
+
+
+def _zone(offset: int) -> str:
+    if offset == 0:
+        text = "Z"
+    else:
+        minutes = abs(offset) // 60  # Go truncates toward zero: "-00:19" for -00:19:32
+        sign = "-" if offset < 0 and minutes else "+"
+        text = f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+    if len(_ZONES) >= _CACHE_LIMIT:
+        _ZONES.clear()
+    _ZONES[offset] = text
+    return text
 
 
 #: Go's zero ``time.Time`` ("0001-01-01T00:00:00Z"), what Go decodes for a missing time.
@@ -492,36 +554,115 @@ def _id_hex(value: bytes, what: str) -> bytes:
     return b'"' + value.hex().encode("ascii") + b'"'
 
 
+def _cached_json_str(text: str) -> bytes:
+    """``_json_str`` for the few strings every node repeats (type, user and group names)."""
+    out = _SHORT_STRINGS.get(text)
+    if out is None:
+        out = _json_str(text)
+        if len(_SHORT_STRINGS) >= 1024:
+            _SHORT_STRINGS.clear()
+        _SHORT_STRINGS[text] = out
+    return out
+
+
+_SHORT_STRINGS: dict[str, bytes] = {}
+_UINT32: Final = 1 << 32
+_UINT64: Final = 1 << 64
+
+
+def _time_json(t: GoTime) -> bytes:
+    return t.fixed().rfc3339nano().encode("ascii")
+
+
+_PLAIN_FILE = (
+    b'{"name":"%s","type":"file","mode":%d,"mtime":"%s","atime":"%s","ctime":"%s","uid":%d,"gid":%d,'
+    b'"user":%s,"group":%s,"inode":%d,"device_id":%d,"size":%d,"links":%d,"content":[%s]}'
+)
+
+
+def _plain_file(node: Node) -> bytes | None:
+    """The encoding of the usual file node (every number set, plain name, nothing optional),
+    in one formatting step; None when the node needs the general path."""
+    name, mode, uid, gid = node.name, node.mode, node.uid, node.gid
+    inode, device_id, size, links = node.inode, node.device_id, node.size, node.links
+    content = node.content
+    if not (
+        node.type == "file"
+        and content
+        and 0 < mode < _UINT32
+        and 0 <= uid < _UINT32
+        and 0 <= gid < _UINT32
+        and 0 < inode < _UINT64
+        and 0 < device_id < _UINT64
+        and 0 < size < _UINT64
+        and 0 < links < _UINT64
+        and node.user
+        and node.group
+        and not (node.linktarget or node.extended_attributes or node.generic_attributes)
+        and not (node.device or node.subtree is not None or node.error)
+        and _QUOTE_FAST.fullmatch(name)
+    ):
+        return None
+    for c in content:
+        if len(c) != 32:
+            return None
+    mtime = _time_json(node.mtime)
+    return _PLAIN_FILE % (
+        name,
+        mode,
+        mtime,
+        mtime if node.atime is node.mtime else _time_json(node.atime),
+        _time_json(node.ctime),
+        uid,
+        gid,
+        _cached_json_str(node.user),
+        _cached_json_str(node.group),
+        inode,
+        device_id,
+        size,
+        links,
+        b'"' + '","'.join([c.hex() for c in content]).encode("ascii") + b'"',
+    )
+
+
 def encode_node(node: Node, *, write_linktarget_raw: bool = True) -> bytes:
     """One node's JSON exactly as restic's ``Node.MarshalJSON`` writes it."""
-    if _QUOTE_FAST.fullmatch(node.name):
-        name_json = b'"' + node.name + b'"'
+    if node.type == "file" and (plain := _plain_file(node)) is not None:
+        return plain
+    name = node.name
+    if _QUOTE_FAST.fullmatch(name):
+        name_json = b'"' + name + b'"'
     else:
-        name_json = _json_str_bytes(go_quote(node.name).encode("utf-8"))
-    parts = [b'{"name":', name_json, b',"type":', _json_str(node.type)]
-    if node.mode:
-        parts += (b',"mode":', b"%d" % _check_uint(node.mode, 32, "mode"))
+        name_json = _json_str_bytes(go_quote(name).encode("utf-8"))
+    parts = [b'{"name":', name_json, b',"type":', _cached_json_str(node.type)]
+    mode = node.mode
+    if mode:
+        parts += (b',"mode":', b"%d" % (mode if 0 < mode < _UINT32 else _check_uint(mode, 32, "mode")))
+    mtime = _time_json(node.mtime)
+    atime = mtime if node.atime is node.mtime else _time_json(node.atime)
+    uid, gid = node.uid, node.gid
+    if not (0 <= uid < _UINT32 and 0 <= gid < _UINT32):
+        _check_uint(uid, 32, "uid")
+        _check_uint(gid, 32, "gid")
     parts += (
         b',"mtime":"',
-        node.mtime.fixed().rfc3339nano().encode("ascii"),
+        mtime,
         b'","atime":"',
-        node.atime.fixed().rfc3339nano().encode("ascii"),
+        atime,
         b'","ctime":"',
-        node.ctime.fixed().rfc3339nano().encode("ascii"),
-        b'","uid":%d,"gid":%d' % (_check_uint(node.uid, 32, "uid"), _check_uint(node.gid, 32, "gid")),
+        _time_json(node.ctime),
+        b'","uid":%d,"gid":%d' % (uid, gid),
     )
     if node.user:
-        parts += (b',"user":', _json_str(node.user))
+        parts += (b',"user":', _cached_json_str(node.user))
     if node.group:
-        parts += (b',"group":', _json_str(node.group))
-    if node.inode:
-        parts.append(b',"inode":%d' % _check_uint(node.inode, 64, "inode"))
-    if node.device_id:
-        parts.append(b',"device_id":%d' % _check_uint(node.device_id, 64, "device_id"))
-    if node.size:
-        parts.append(b',"size":%d' % _check_uint(node.size, 64, "size"))
-    if node.links:
-        parts.append(b',"links":%d' % _check_uint(node.links, 64, "links"))
+        parts += (b',"group":', _cached_json_str(node.group))
+    for key, value in ((b"inode", node.inode), (b"device_id", node.device_id), (b"size", node.size),
+                       (b"links", node.links)):  # fmt: skip
+        if value:
+            if not 0 < value < _UINT64:
+                _check_uint(value, 64, key.decode())
+            parts.append(b',"%s":%d' % (key, value))
     if node.linktarget:
         parts += (b',"linktarget":', _json_str_bytes(node.linktarget))
         if write_linktarget_raw:
@@ -541,10 +682,16 @@ def encode_node(node: Node, *, write_linktarget_raw: bool = True) -> bytes:
         parts += (b',"generic_attributes":{', b",".join(items), b"}")
     if node.device:
         parts.append(b',"device":%d' % _check_uint(node.device, 64, "device"))
-    if node.content is None:
+    content = node.content
+    if content is None:
         parts.append(b',"content":null')
+    elif not content:
+        parts.append(b',"content":[]')
     else:
-        parts += (b',"content":[', b",".join(_id_hex(c, "content ID") for c in node.content), b"]")
+        for c in content:
+            if len(c) != 32:
+                _id_hex(c, "content ID")
+        parts += (b',"content":["', '","'.join([c.hex() for c in content]).encode("ascii"), b'"]')
     if node.subtree is not None:
         parts += (b',"subtree":', _id_hex(node.subtree, "subtree"))
     if node.error:
@@ -768,8 +915,7 @@ def decode_node(data: bytes) -> Node:
     return _node_from_obj(obj)
 
 
-def decode_tree(data: bytes) -> list[Node]:
-    """Decode a tree blob into its nodes; ``TreeFormatError`` if it is not restic tree JSON."""
+def _tree_objects(data: bytes) -> list[Any]:
     try:
         obj = _plain_loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -781,4 +927,87 @@ def decode_tree(data: bytes) -> list[Node]:
         return []
     if not isinstance(raw_nodes, list):
         raise TreeFormatError("tree field 'nodes' must be a list")
-    return [_node_from_obj(item) for item in raw_nodes]
+    return raw_nodes
+
+
+def decode_tree(data: bytes) -> list[Node]:
+    """Decode a tree blob into its nodes; ``TreeFormatError`` if it is not restic tree JSON."""
+    return [_node_from_obj(item) for item in _tree_objects(data)]
+
+
+class NodeView:
+    """One node of a tree decoded lazily: a field is checked and converted only when read.
+
+    For callers that look at a few fields of many nodes (the archiver comparing files with the
+    parent snapshot). A malformed field raises ``TreeFormatError`` when it is read."""
+
+    __slots__ = ("_obj",)
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self._obj = obj
+
+    @property
+    def type(self) -> str:
+        return _get_str(self._obj, "type")
+
+    @property
+    def size(self) -> int:
+        return _get_uint(self._obj, "size", 64)
+
+    @property
+    def inode(self) -> int:
+        return _get_uint(self._obj, "inode", 64)
+
+    @property
+    def mtime(self) -> GoTime:
+        return _get_time(self._obj, "mtime")
+
+    @property
+    def ctime(self) -> GoTime:
+        return _get_time(self._obj, "ctime")
+
+    def time_text(self, key: str) -> str | None:
+        """A time field as stored (``"mtime"``, ``"atime"``, ``"ctime"``), None if not a string.
+
+        Comparing this with :meth:`GoTime.rfc3339nano` of ``GoTime.fixed()`` skips the parse:
+        equal text is the same instant and zone offset as Go wrote it."""
+        value = self._obj.get(key)
+        return value if type(value) is str else None
+
+    @property
+    def content(self) -> list[bytes] | None:
+        raw = self._obj.get("content")
+        if raw is None:
+            return None
+        if not isinstance(raw, list):
+            raise TreeFormatError("node field 'content' must be a list or null")
+        return [_get_id(c, "content") for c in raw]
+
+    @property
+    def subtree(self) -> bytes | None:
+        raw = self._obj.get("subtree")
+        return None if raw is None else _get_id(raw, "subtree")
+
+    def node(self) -> Node:
+        """The full node."""
+        return _node_from_obj(self._obj)
+
+
+def decode_tree_lazy(data: bytes) -> dict[bytes, NodeView]:
+    """A tree blob's nodes by name, each decoded only as far as it is read (see ``NodeView``).
+
+    One JSON parse for the whole tree and the names checked; ``TreeFormatError`` if the blob is
+    not restic tree JSON or a name is not valid. A repeated name keeps its last node."""
+    out: dict[bytes, NodeView] = {}
+    for obj in _tree_objects(data):
+        if not isinstance(obj, dict):
+            raise TreeFormatError(f"tree node must be a JSON object, got {type(obj).__name__}")
+        raw_name = obj.get("name")
+        if type(raw_name) is not str:
+            raise TreeFormatError(f"node name must be a string, got {raw_name!r}")
+        try:
+            name = go_unquote(raw_name)
+        except ValueError as exc:
+            raise TreeFormatError(f"node name is not a valid Go-quoted string: {raw_name!r}") from exc
+        out[name] = NodeView(obj)
+    return out

@@ -6,5 +6,6 @@ trees written by Safekeep and by restic for one directory have the same ID. ``re
 applies a node's metadata back to a restored path (mode, owner, xattrs, timestamps), best effort,
 returning warnings instead of failing a restore. ``safepath`` joins names read from a repository
 onto a restore target and refuses anything that would escape it (``..``, ``/`` in a name,
-symlinked parents).
+symlinked parents). ``scan`` walks the folders to back up in a background thread, ahead of the
+archiver and in its order.
 """

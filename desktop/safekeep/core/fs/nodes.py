@@ -77,7 +77,32 @@ _DEFAULT_CACHE = UserCache()
 
 def local_go_time(ns: int) -> GoTime:
     """The instant ``ns`` (Unix nanoseconds) in the local time zone, as Go's ``time.Unix``."""
-    return GoTime(ns, time.localtime(ns // 1_000_000_000).tm_gmtoff)
+    sec = ns // 1_000_000_000
+    offset = _HOUR_OFFSETS.get(sec // 3600) if time.tzname is _zone[0] else None
+    if offset is None:
+        offset = _local_offset(sec)
+    return GoTime(ns, offset)
+
+
+# UTC offset of each hour that has one offset throughout (checked at both ends), so most file
+# times skip ``localtime`` (file times cluster in few hours). ``time.tzset()`` replaces
+# ``time.tzname``, which empties the cache: the zone is the one ``localtime`` would use.
+_HOUR_OFFSETS: dict[int, int] = {}
+_zone: list[object] = [time.tzname]
+
+
+def _local_offset(sec: int) -> int:
+    if time.tzname is not _zone[0]:
+        _HOUR_OFFSETS.clear()
+        _zone[0] = time.tzname
+    offset = time.localtime(sec).tm_gmtoff
+    hour = sec // 3600
+    start = hour * 3600
+    if time.localtime(start).tm_gmtoff == offset == time.localtime(start + 3599).tm_gmtoff:
+        if len(_HOUR_OFFSETS) >= 8192:
+            _HOUR_OFFSETS.clear()
+        _HOUR_OFFSETS[hour] = offset
+    return offset
 
 
 def node_type(st_mode: int) -> str:
