@@ -28,8 +28,8 @@ from safekeep.core.repository import Repository, RepositoryOptions
 from safekeep.engine.service import Service
 from safekeep.gui.background import Background
 from safekeep.gui.restore import RestoreWindow
+from safekeep.gui.restore.contents_model import NAME, SIZE
 from safekeep.gui.restore.restoring import Pick, RestoreFlow
-from safekeep.gui.restore.tree_model import Load
 from safekeep.state.model import PASSWORD_SECRET, Outcome, Plan, new_id
 from safekeep.storage.compose import open_backend
 from tests.conftest import ResticRunner
@@ -158,11 +158,17 @@ def choose_copy(qtbot: QtBot, window: RestoreWindow, b: Backups) -> None:
     assert window.timeline.count() == 3
 
 
-def locate(qtbot: QtBot, window: RestoreWindow, path: str) -> QModelIndex:
-    found: list[QModelIndex] = []
-    window.model.locate(path, found.append)
-    qtbot.waitUntil(lambda: bool(found), timeout=WAIT_MS)
-    return found[0]
+def double_click(qtbot: QtBot, window: RestoreWindow, row: int) -> None:
+    """Double-click the row ``row`` of the Browse table (a press and release, then the double-click)."""
+    rect = window.table.visualRect(window.contents.index(row, NAME))
+    qtbot.mouseClick(window.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.mouseDClick(window.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+
+
+def rows(window: RestoreWindow) -> list[str]:
+    """The names in the Browse table, top to bottom."""
+    model = window.contents
+    return [model.data(model.index(r, NAME)) for r in range(model.rowCount())]
 
 
 def finish(qtbot: QtBot, window: RestoreWindow, flow: RestoreFlow) -> None:
@@ -194,18 +200,66 @@ def test_browse_search_versions_deleted_compare(
     assert "1 changed, 1 removed" in window.timeline.item(0).text()
     assert "the first backup" in window.timeline.item(2).text()
 
-    # browse the newest snapshot: open the folders down to the source, select the budget
-    index = locate(qtbot, window, b.path("budget-2025.xlsx"))
-    assert index.isValid()
-    folder = window.model.node(index).parent
-    assert folder is not None and folder.path == str(b.src)
-    assert [c.entry.name for c in folder.children] == ["minutes", "photos", "budget-2025.xlsx", "letter.odt"]
+    # browse the newest snapshot: it opens at the folder backed up; folders on the left (the
+    # tree), what the chosen folder holds on the right (the table), folders first
+    qtbot.waitUntil(
+        lambda: window.shown_folder == str(b.src) and not window.contents.loading, timeout=WAIT_MS
+    )
+    assert rows(window) == ["minutes", "photos", "budget-2025.xlsx", "letter.odt"]
+    assert window.folder_label.text() == f"{b.src} — 4 items"
+    qtbot.waitUntil(lambda: window.tree.currentIndex().isValid(), timeout=WAIT_MS)
+    folder = window.model.node(window.tree.currentIndex())
+    assert folder.path == str(b.src)
+    assert [c.entry.name for c in folder.children] == []  # not read until opened
+    # double-click a folder in the table: it opens there, and the tree follows
+    double_click(qtbot, window, 1)
+    qtbot.waitUntil(
+        lambda: window.shown_folder == b.path("photos") and not window.contents.loading, timeout=WAIT_MS
+    )
+    assert rows(window) == []  # its files were deleted before this backup
+    assert window.folder_label.text() == f"{b.path('photos')} — empty"
+    qtbot.waitUntil(
+        lambda: window.model.node(window.tree.currentIndex()).path == b.path("photos"), timeout=WAIT_MS
+    )
+    assert [c.entry.name for c in folder.children] == ["minutes", "photos"]  # folders only in the tree
+    # a folder chosen in the tree opens in the table
+    window.tree.setCurrentIndex(window.model.index_of(folder.children[0]))
+    qtbot.waitUntil(
+        lambda: window.shown_folder == b.path("minutes") and not window.contents.loading, timeout=WAIT_MS
+    )
+    assert rows(window) == ["board-minutes-feb.txt", "board-minutes-jan.txt"]
+    assert window.picks() == [Pick(b.snapshots[2], b.path("minutes"), "dir")]  # nothing inside: the folder
+    window.open_parent()  # Backspace: up, with the folder we came from selected
+    qtbot.waitUntil(lambda: window.details.path == b.path("minutes"), timeout=WAIT_MS)
+    assert window.shown_folder == str(b.src)
+    # sorted by a click on a column's header: by size, largest first (folders after the files)
+    window.table.sortByColumn(SIZE, Qt.SortOrder.DescendingOrder)
+    qtbot.waitUntil(lambda: window.contents.sorted_by == (SIZE, True), timeout=WAIT_MS)
+    assert rows(window) == ["letter.odt", "budget-2025.xlsx", "photos", "minutes"]
+    assert window.details.path == b.path("minutes")  # the selection stays on the same item
+    kept = window.contents.entry(window.table.currentIndex())
+    assert kept is not None and kept.name == "minutes"
+    window.table.sortByColumn(NAME, Qt.SortOrder.AscendingOrder)
+    qtbot.waitUntil(lambda: window.contents.sorted_by == (NAME, False), timeout=WAIT_MS)
+    # several items selected in the table feed the restore
+    window.table.selectAll()
+    assert [p.path for p in window.picks()] == [
+        b.path(n) for n in ("minutes", "photos", "budget-2025.xlsx", "letter.odt")
+    ]
+    assert window.picked_label.text() == "4 items selected"
+
+    # locate (as the search does): the folder opens in the tree, the item is selected in the table
+    found: list[QModelIndex] = []
+    window.locate(b.path("budget-2025.xlsx"), found.append)
+    qtbot.waitUntil(lambda: bool(found), timeout=WAIT_MS)
+    assert found[0].isValid() and window.table.currentIndex().row() == found[0].row()
     window.reveal(b.snapshots[2], b.path("budget-2025.xlsx"))
     qtbot.waitUntil(lambda: window.details.path == b.path("budget-2025.xlsx"), timeout=WAIT_MS)
     qtbot.waitUntil(lambda: len(window.details.versions) == 2, timeout=WAIT_MS)
-    row = window.model.node(window.tree.currentIndex())
-    assert row.entry.size == len(b"budget 2025 v2, revised\n" * 120)
-    assert window.model.data(window.model.index_of(row, 1)) == "2.9 KB"
+    current = window.table.currentIndex()
+    row = window.contents.entry(current)
+    assert row is not None and row.size == len(b"budget 2025 v2, revised\n" * 120)
+    assert window.contents.data(window.contents.index(current.row(), SIZE)) == "2.9 KB"
     assert window.details.size_text.text() == "2.9 KB"
     assert window.details.kind.text() == "File"
     assert [v.size for v in window.details.versions] == [2880, 1500]  # newest first
@@ -239,7 +293,8 @@ def test_browse_search_versions_deleted_compare(
     qtbot.waitUntil(lambda: window.details.path == b.path("budget-2025.xlsx"), timeout=WAIT_MS)
     assert window.modes.currentWidget() is window.browse
     assert window.snapshot_id == b.snapshots[0]
-    assert window.model.node(window.tree.currentIndex()).entry.size == 1500
+    shown = window.contents.entry(window.table.currentIndex())
+    assert shown is not None and shown.size == 1500
 
     # version history of a file
     window.show_versions(b.path("letter.odt"))
@@ -532,7 +587,7 @@ def _big_folder_repository(location: Path) -> None:
 
 
 def test_a_folder_of_100000_entries_opens_without_freezing_the_window(
-    qtbot: QtBot, engine: Service, background: Background, opened: Opened, tmp_path: Path
+    qtbot: QtBot, engine: Service, background: Background, opened: Opened, tmp_path: Path, screenshots: Path
 ) -> None:
     _big_folder_repository(tmp_path / "repo")
     dest = engine.add_destination("Scans", str(tmp_path / "repo"), password=PASSWORD, create=False)
@@ -541,9 +596,9 @@ def test_a_folder_of_100000_entries_opens_without_freezing_the_window(
     qtbot.waitUntil(
         lambda: window.destination_id == dest.id and window.timeline.count() == 2, timeout=WAIT_MS
     )
-    big = locate(qtbot, window, "/data/big")  # opens /data (the snapshot's path) on the way
-    assert window.model.node(big).path == "/data/big"
-    assert window.model.node(big).state is Load.NOT_LOADED
+    # the window opens at /data (the snapshot's path): the big folder is one of its rows
+    qtbot.waitUntil(lambda: window.shown_folder == "/data" and not window.contents.loading, timeout=WAIT_MS)
+    assert rows(window) == ["big", "small"]
     ticks = 0
 
     def tick() -> None:
@@ -555,28 +610,39 @@ def test_a_folder_of_100000_entries_opens_without_freezing_the_window(
     timer.timeout.connect(tick)
     timer.start()
     try:
-        window.tree.expand(big)  # the view asks for the rows: canFetchMore / fetchMore
-        node = window.model.node(big)
-        assert node.state is Load.LOADING  # the rows come later, from a background thread
+        double_click(qtbot, window, 0)  # opens /data/big
+        assert window.shown_folder == "/data/big"
+        assert window.contents.loading  # the rows come later, from a background thread
         ticks_at_start = ticks
-        qtbot.waitUntil(lambda: node.state is Load.LOADED, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: not window.contents.loading, timeout=WAIT_MS)
         ticks_during_load = ticks - ticks_at_start
     finally:
         timer.stop()
-    assert window.model.rowCount(big) == BIG_FOLDER
-    assert (
-        window.model.node(window.model.index(BIG_FOLDER - 1, 0, big)).entry.name
-        == f"scan-{BIG_FOLDER - 1:06d}.pdf"
-    )
-    # the rows were inserted in batches, each in its own turn of the event loop, and the timer
-    # kept firing in between (a frozen window would show no ticks until the end)
-    batches = BIG_FOLDER // 2000
-    assert ticks_during_load >= batches
-    window.tree.scrollToBottom()
-    window.tree.setCurrentIndex(window.model.index(BIG_FOLDER - 1, 0, big))
+    # the event loop kept turning while the folder was read and sorted (a frozen window would
+    # show no ticks until the end); then every row arrived at once
+    assert ticks_during_load > 0
+    assert window.contents.rowCount() == BIG_FOLDER
+    assert window.folder_label.text() == f"/data/big — {BIG_FOLDER:,} items"
+    last = f"scan-{BIG_FOLDER - 1:06d}.pdf"
+    assert window.contents.data(window.contents.index(BIG_FOLDER - 1, NAME)) == last
     qtbot.waitUntil(
-        lambda: window.details.path == f"/data/big/scan-{BIG_FOLDER - 1:06d}.pdf", timeout=WAIT_MS
+        lambda: window.model.node(window.tree.currentIndex()).path == "/data/big", timeout=WAIT_MS
     )
+    # sorted the other way round (in the background too): the last name comes first
+    ticks = 0
+    timer.start()
+    try:
+        window.table.sortByColumn(NAME, Qt.SortOrder.DescendingOrder)
+        qtbot.waitUntil(lambda: window.contents.sorted_by == (NAME, True), timeout=WAIT_MS)
+    finally:
+        timer.stop()
+    assert ticks > 0
+    assert window.contents.data(window.contents.index(0, NAME)) == last
+    window.locate(f"/data/big/{last}")
+    qtbot.waitUntil(lambda: window.details.path == f"/data/big/{last}", timeout=WAIT_MS)
+    assert window.picks() == [Pick(window.snapshot_id, f"/data/big/{last}", "file", 0)]
+    qtbot.wait(50)
+    assert window.grab().save(str(screenshots / "restore-browse-100k.png"))
     close(qtbot, window, background)
 
 

@@ -20,9 +20,12 @@ Timeline
     previous one (files added, changed, removed), computed lazily one snapshot after another.
 
 Modes (tabs)
-    *Browse* a snapshot's folder tree (:class:`~safekeep.gui.restore.tree_model.SnapshotTreeModel`,
-    loaded folder by folder and inserted in batches, so a folder of 100,000 entries never
-    freezes the window) with a details pane (size, modified, type, other versions);
+    *Browse* a snapshot as a file manager does: its folders on the left
+    (:class:`~safekeep.gui.restore.tree_model.FolderTreeModel`, loaded folder by folder), what
+    the chosen folder holds beside them (:class:`~safekeep.gui.restore.contents_model.FolderContentsModel`:
+    a flat table read and sorted in the background; the view asks only for the rows it shows,
+    so a folder of 100,000 entries never freezes the window), and a details pane for the item
+    chosen there (size, modified, type, other versions);
     *Search* all snapshots by name or pattern; the *Versions* of a file or folder; *Deleted*
     files (what older snapshots hold that the chosen one does not); *Compare* two snapshots.
 

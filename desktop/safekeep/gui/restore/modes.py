@@ -240,10 +240,11 @@ class DetailsPane(_Mode):
         for i, v in enumerate(self.versions):
             self.cards.insertWidget(i, self._card(v, this=_key(v) == shown))
         n = len(self.versions)
-        self.note.setText(
-            (self.tr("1 version.") if n == 1 else self.tr("{n} different versions.").format(n=n))
-            + self._incomplete()
-        )
+        if n == 0:
+            words = self.tr("Not in the indexed backups yet.")
+        else:
+            words = self.tr("1 version.") if n == 1 else self.tr("{n} different versions.").format(n=n)
+        self.note.setText(words + self._incomplete())
 
     def _card(self, v: Version, *, this: bool) -> QFrame:
         card = QFrame()

@@ -1,21 +1,23 @@
-"""A snapshot's folder tree as a lazily loaded Qt item model.
+"""The folders of a snapshot as a lazily loaded Qt item model (the left side of Browse).
 
-:class:`SnapshotTreeModel` shows one snapshot (columns: name, size, modified). A folder's rows
-are read only when the view asks for them (``canFetchMore``/``fetchMore``, i.e. when the folder
-is expanded): :meth:`Catalog.list_dir` runs in the background, the rows are sorted (folders
-first, then by name) and turned into nodes there too, and the GUI thread inserts them
-:data:`BATCH` rows per turn of the event loop. A folder of 100,000 entries therefore fills in
-over a few dozen short steps while the window keeps answering.
+:class:`FolderTreeModel` shows one snapshot's *folders* only (one column: the name); what a
+folder holds, files and folders, is shown beside it by
+:class:`~safekeep.gui.restore.contents_model.FolderContentsModel`. A folder's sub-folders are
+read only when the view asks for them (``canFetchMore``/``fetchMore``, i.e. when the folder is
+expanded) or when :meth:`FolderTreeModel.locate` goes through it: :meth:`Catalog.listing` runs
+in the background, the sub-folders are picked out, sorted by name and turned into nodes there
+too, and the GUI thread inserts them in growing batches, one batch per turn of the event loop.
 
 Each node keeps its row, its parent and the catalog :class:`~safekeep.state.catalog.Entry`.
-Changing the snapshot (:meth:`SnapshotTreeModel.show_snapshot`) resets the model; results of
+Changing the snapshot (:meth:`FolderTreeModel.show_snapshot`) resets the model; results of
 reads started for an earlier snapshot are dropped (a generation number).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -32,20 +34,19 @@ from PySide6.QtCore import (
 from PySide6.QtWidgets import QApplication, QStyle
 
 from safekeep.common.cancel import CancelToken
-from safekeep.gui import texts
 from safekeep.gui.restore.session import CatalogSession
 from safekeep.state.catalog import Catalog, Entry
 
 log = logging.getLogger(__name__)
 
 BATCH = 2000
-"""Rows inserted per turn of the event loop."""
+"""Rows inserted per turn of the event loop (the first batch; later ones grow)."""
+SLICE = 4096
+"""Nodes made in the background between two chances for the GUI thread to run Python."""
 
 ModelIndex = QModelIndex | QPersistentModelIndex
 
-NAME, SIZE, MODIFIED = range(3)
 _FOLDER_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
-_FILE_FLAGS = _FOLDER_FLAGS | Qt.ItemFlag.ItemNeverHasChildren
 _NO_FLAGS = Qt.ItemFlag.NoItemFlags
 
 TYPE_WORDS = {
@@ -96,22 +97,31 @@ def _root() -> Node:
     return Node(Entry("/", "dir", 0, 0, None, None), "/", None, 0)
 
 
-def sort_key(e: Entry) -> tuple[bool, str, str]:
-    return (not e.is_dir, e.name.casefold(), e.name)
-
-
 def local_time(dt: datetime) -> str:
     return dt.astimezone().strftime("%Y-%m-%d %H:%M")
 
 
-def _children(parent: Node, entries: list[Entry]) -> list[Node]:
-    entries.sort(key=sort_key)
-    base = "" if parent.path == "/" else parent.path
-    return [Node(e, f"{base}/{e.name}", parent, i) for i, e in enumerate(entries)]
+def join(folder: str, name: str) -> str:
+    """The path of ``name`` in the snapshot folder ``folder``."""
+    return f"{'' if folder == '/' else folder}/{name}"
 
 
-class SnapshotTreeModel(QAbstractItemModel):
-    """The folders and files of one snapshot, read folder by folder in the background."""
+def folder_nodes(parent: Node, entries: Sequence[Entry]) -> list[Node]:
+    """The nodes of the sub-folders among ``entries``, by name; made a slice at a time, with a
+    pause in between so that the GUI thread gets to run (this runs in the background)."""
+    folders = sorted((e for e in entries if e.type == "dir"), key=lambda e: (e.name.casefold(), e.name))
+    out: list[Node] = []
+    for start in range(0, len(folders), SLICE):
+        out.extend(
+            Node(e, join(parent.path, e.name), parent, start + i)
+            for i, e in enumerate(folders[start : start + SLICE])
+        )
+        time.sleep(0)
+    return out
+
+
+class FolderTreeModel(QAbstractItemModel):
+    """The folders of one snapshot, read folder by folder in the background."""
 
     folder_loaded = Signal(str)
     """A folder's rows are all in the model (its snapshot path)."""
@@ -129,10 +139,7 @@ class SnapshotTreeModel(QAbstractItemModel):
         self._timer.setSingleShot(True)
         self._timer.setInterval(0)
         self._timer.timeout.connect(self._insert_batch)
-        style = QApplication.style()
-        self._folder_icon = style.standardIcon(QStyle.StandardPixmap.SP_DirIcon)
-        self._file_icon = style.standardIcon(QStyle.StandardPixmap.SP_FileIcon)
-        self._link_icon = style.standardIcon(QStyle.StandardPixmap.SP_FileLinkIcon)
+        self._folder_icon = QApplication.style().standardIcon(QStyle.StandardPixmap.SP_DirIcon)
 
     # ---------------------------------------------------------------- which snapshot
 
@@ -174,7 +181,7 @@ class SnapshotTreeModel(QAbstractItemModel):
     def index(self, row: int, column: int, parent: ModelIndex = QModelIndex()) -> QModelIndex:  # noqa: B008
         node = parent.internalPointer() if parent.isValid() else self.root
         children = node.children
-        if 0 <= row < len(children) and 0 <= column < 3:
+        if 0 <= row < len(children) and column == 0:
             return self.createIndex(row, column, children[row])
         return QModelIndex()
 
@@ -193,13 +200,11 @@ class SnapshotTreeModel(QAbstractItemModel):
         return len(self.node(parent).children)
 
     def columnCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 3
+        return 1
 
     def hasChildren(self, parent: ModelIndex = QModelIndex()) -> bool:  # noqa: B008
         node = parent.internalPointer() if parent.isValid() else self.root
-        if node.entry.type != "dir":  # called for every row at each layout of the view: kept cheap
-            return False
-        if node.state is Load.LOADED:
+        if node.state is Load.LOADED:  # called for every row at each layout of the view: kept cheap
             return bool(node.children)
         return True
 
@@ -213,42 +218,27 @@ class SnapshotTreeModel(QAbstractItemModel):
             self._load(node)
 
     def flags(self, index: ModelIndex) -> Qt.ItemFlag:
-        # called for every row at each layout of the view: kept cheap; "never has children"
-        # spares the view asking hasChildren of each file
-        node = index.internalPointer() if index.isValid() else None
-        if node is None:
-            return _NO_FLAGS
-        return _FOLDER_FLAGS if node.entry.type == "dir" else _FILE_FLAGS
+        return _FOLDER_FLAGS if index.isValid() else _NO_FLAGS
 
     def headerData(
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
     ) -> Any:
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return (self.tr("Name"), self.tr("Size"), self.tr("Modified"))[section]
+            return self.tr("Folders")
         return None
 
     def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
         node = self.node(index)
-        e = node.entry
-        col = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
-            if col == NAME:
-                return e.name
-            if col == SIZE:
-                return "" if e.is_dir else texts.size(e.size)
-            return local_time(e.mtime)
-        if role == Qt.ItemDataRole.DecorationRole and col == NAME:
-            if e.is_dir:
-                return self._folder_icon
-            return self._link_icon if e.type == "symlink" else self._file_icon
-        if role == Qt.ItemDataRole.TextAlignmentRole and col == SIZE:
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        if role == Qt.ItemDataRole.ToolTipRole and col == NAME:
+            return node.entry.name
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self._folder_icon
+        if role == Qt.ItemDataRole.ToolTipRole:
             return node.path
-        if role == Qt.ItemDataRole.AccessibleTextRole and col == NAME:
-            return f"{self.tr(TYPE_WORDS.get(e.type, e.type))} {e.name}"
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            return f"{self.tr('Folder')} {node.entry.name}"
         return None
 
     # ---------------------------------------------------------------- loading
@@ -261,7 +251,7 @@ class SnapshotTreeModel(QAbstractItemModel):
         generation, snapshot, path = self.generation, self.snapshot_id, node.path
 
         def read(catalog: Catalog, cancel: CancelToken) -> list[Node]:
-            return _children(node, catalog.list_dir(snapshot, path, cancel=cancel))
+            return folder_nodes(node, catalog.listing(snapshot, path, cancel=cancel).entries())
 
         session.call(
             read,

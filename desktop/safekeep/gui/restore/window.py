@@ -1,9 +1,10 @@
 """The restore window: choose a copy and a snapshot, find what to restore, and restore it.
 
 Layout: the plan and copy (destination) choosers at the top; the timeline of snapshots on the
-left; the modes (Browse with its details pane, Search, Versions, Deleted, Compare) in tabs; the
-restore bar at the bottom (conflict policy, "Restore to original place", "Restore to another
-folder…", "Open"); a status line with the index's progress. See :mod:`safekeep.gui.restore`.
+left; the modes in tabs (Browse: the folder tree, the chosen folder's contents and the details
+pane, as in a file manager; Search, Versions, Deleted, Compare); the restore bar at the bottom
+(conflict policy, "Restore to original place", "Restore to another folder…", "Open"); a status
+line with the index's progress. See :mod:`safekeep.gui.restore`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSize, Qt, QUrl, Signal
-from PySide6.QtGui import QCloseEvent, QDesktopServices, QKeySequence, QShortcut
+from PySide6.QtGui import QCloseEvent, QDesktopServices, QKeySequence, QPainter, QPaintEvent, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -27,7 +28,10 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSizePolicy,
     QSplitter,
+    QStyle,
+    QTableView,
     QTabWidget,
+    QToolButton,
     QTreeView,
     QVBoxLayout,
     QWidget,
@@ -38,11 +42,12 @@ from safekeep.core.format.snapshot import Snapshot
 from safekeep.gui import icons, texts
 from safekeep.gui.background import Background
 from safekeep.gui.engine import Engine
+from safekeep.gui.restore.contents_model import MODIFIED, NAME, SIZE, FolderContentsModel
 from safekeep.gui.restore.modes import CompareView, DeletedView, DetailsPane, SearchView, VersionsView
 from safekeep.gui.restore.restoring import ASK, ORIGINAL_PLACE, POLICIES, Pick, RestoreFlow, error_text
 from safekeep.gui.restore.session import CatalogSession
-from safekeep.gui.restore.tree_model import MODIFIED, NAME, SIZE, SnapshotTreeModel, local_time
-from safekeep.state.catalog import Catalog, Diff
+from safekeep.gui.restore.tree_model import FolderTreeModel, join, local_time
+from safekeep.state.catalog import Catalog, Diff, Entry
 from safekeep.state.model import Destination, Plan
 
 log = logging.getLogger(__name__)
@@ -81,6 +86,21 @@ def belongs_to(snap: Snapshot, plan_id: str) -> bool:
     return not plan_id or not plan_tags or PLAN_TAG_PREFIX + plan_id in plan_tags
 
 
+class PathLabel(QLabel):
+    """A one-line label that shortens its text in the middle when it does not fit (a long path
+    keeps its start and its end; the whole text stays in :meth:`text` and the tooltip)."""
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        rect = self.contentsRect()
+        shown = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideMiddle, rect.width())
+        painter.setPen(self.palette().color(self.foregroundRole()))
+        painter.drawText(rect, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), shown)
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(40, super().minimumSizeHint().height())
+
+
 class RestoreWindow(QMainWindow):
     """Find files and folders in a plan's backups and restore them."""
 
@@ -116,6 +136,10 @@ class RestoreWindow(QMainWindow):
         self.flow: RestoreFlow | None = None
         self.loaded = False
         self._chain = 0
+        self.shown_folder = ""
+        """The folder Browse shows the contents of (a path of the chosen snapshot)."""
+        self._folder_entry: Entry | None = None
+        self._nav = 0  # counts the folders asked for: a later request wins over an earlier one
         self.setWindowTitle(self.tr("Restore files — Safekeep"))
         self.setWindowIcon(icons.app_icon())
         self.setObjectName("restore-window")
@@ -172,31 +196,84 @@ class RestoreWindow(QMainWindow):
 
         self.modes = QTabWidget()
         self.modes.setObjectName("modes")
-        # Browse: the folder tree and the details pane
+        # Browse: the folders on the left, what the chosen folder holds beside them, the details
         browse = QSplitter(Qt.Orientation.Horizontal)
-        self.model = SnapshotTreeModel(self)
+        self.model = FolderTreeModel(self)
         self.tree = QTreeView()
         self.tree.setObjectName("folder-tree")
-        self.tree.setAccessibleName(self.tr("Files and folders in the backup"))
+        self.tree.setAccessibleName(self.tr("Folders in the backup"))
         self.tree.setModel(self.model)
+        self.tree.setHeaderHidden(True)
         self.tree.setUniformRowHeights(True)
-        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.tree.setAlternatingRowColors(True)
-        header = self.tree.header()
+        self.tree.setIndentation(14)
+        # deep folders scroll sideways instead of having their names cut short
+        self.tree.header().setStretchLastSection(False)
+        self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.tree.selectionModel().currentChanged.connect(lambda *_: self._tree_current())
+        self.model.folder_failed.connect(lambda _path, exc: self._show_error(exc))
+        browse.addWidget(self.tree)
+
+        contents = QWidget()
+        contents_layout = QVBoxLayout(contents)
+        contents_layout.setContentsMargins(0, 0, 0, 0)
+        where = QHBoxLayout()
+        self.up_button = QToolButton()
+        self.up_button.setObjectName("folder-up")
+        self.up_button.setIcon(self.style().standardIcon(QStyle.StandardPixmap.SP_FileDialogToParent))
+        self.up_button.setToolTip(self.tr("Up to the folder that holds this one (Backspace)"))
+        self.up_button.setAccessibleName(self.tr("Up one folder"))
+        self.up_button.setAutoRaise(True)
+        self.up_button.clicked.connect(self.open_parent)
+        self.folder_label = PathLabel()
+        self.folder_label.setObjectName("folder-label")
+        self.folder_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        where.addWidget(self.up_button)
+        where.addWidget(self.folder_label, 1)
+        contents_layout.addLayout(where)
+        self.contents = FolderContentsModel(self)
+        self.table = QTableView()
+        self.table.setObjectName("folder-contents")
+        self.table.setAccessibleName(self.tr("Files and folders in the chosen folder"))
+        self.table.setModel(self.contents)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setShowGrid(False)
+        self.table.setWordWrap(False)
+        self.table.setAlternatingRowColors(True)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setTabKeyNavigation(False)
+        self.table.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        rows = self.table.verticalHeader()
+        rows.hide()
+        rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)  # never asks the rows for their height
+        rows.setDefaultSectionSize(self.fontMetrics().height() + 8)
+        header = self.table.horizontalHeader()
+        header.setHighlightSections(False)
         header.setStretchLastSection(False)
         header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(SIZE, QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(MODIFIED, QHeaderView.ResizeMode.Interactive)
-        header.resizeSection(SIZE, 90)
-        header.resizeSection(MODIFIED, 130)
-        self.tree.selectionModel().selectionChanged.connect(lambda *_: self._picked())
-        self.tree.selectionModel().currentChanged.connect(lambda *_: self._browse_current())
-        self.model.folder_failed.connect(lambda _path, exc: self._show_error(exc))
-        browse.addWidget(self.tree)
+        header.resizeSection(SIZE, 80)
+        header.resizeSection(MODIFIED, 125)
+        header.setSortIndicator(NAME, Qt.SortOrder.AscendingOrder)
+        self.table.setSortingEnabled(True)  # the model sorts in the background
+        self.table.selectionModel().selectionChanged.connect(lambda *_: self._picked())
+        self.table.selectionModel().currentChanged.connect(lambda *_: self._browse_current())
+        self.table.activated.connect(self._activated)  # double-click, or Enter
+        self.contents.folder_failed.connect(lambda _path, exc: self._show_error(exc))
+        self.contents.folder_shown.connect(lambda _path: self._folder_words())
+        self.contents.modelReset.connect(self._folder_words)
+        contents_layout.addWidget(self.table, 1)
+        QShortcut(QKeySequence(Qt.Key.Key_Backspace), self.table, self.open_parent)
+        QShortcut(QKeySequence("Alt+Up"), browse, self.open_parent)
+        browse.addWidget(contents)
         self.details = DetailsPane(self)
         browse.addWidget(self.details)
-        browse.setStretchFactor(0, 3)
-        browse.setStretchFactor(1, 2)
+        browse.setStretchFactor(0, 2)
+        browse.setStretchFactor(1, 5)
+        browse.setStretchFactor(2, 3)
+        browse.setSizes([190, 420, 260])
         self.browse = browse
         self.search = SearchView(self)
         self.versions = VersionsView(self)
@@ -253,7 +330,9 @@ class RestoreWindow(QMainWindow):
             (self.copy_choice, self.timeline),
             (self.timeline, self.modes),
             (self.modes, self.tree),
-            (self.tree, self.details.versions_area),
+            (self.tree, self.up_button),
+            (self.up_button, self.table),
+            (self.table, self.details.versions_area),
             (self.details.versions_area, self.policy),
             (self.policy, self.restore_here),
             (self.restore_here, self.restore_elsewhere),
@@ -361,7 +440,7 @@ class RestoreWindow(QMainWindow):
         self.sizes = {}
         self.timeline.clear()
         self.model.show_snapshot(None, "")
-        self.details.show_entry("", None)
+        self._show_nothing()
         self._set_banner("")
         self.loaded = False
         dest_id = self.destination_id
@@ -473,30 +552,39 @@ class RestoreWindow(QMainWindow):
         if snap == self.model.snapshot_id:
             return
         self.model.show_snapshot(self.session, snap)
-        self.details.show_entry("", None)
+        self._show_nothing()
         self._open_source_folder(snap)
         if self.modes.currentWidget() is self.deleted:
             self.deleted.refresh()
         self._picked()
 
+    def _show_nothing(self) -> None:
+        self._nav += 1
+        self.shown_folder = ""
+        self._folder_entry = None
+        self.contents.show_folder(None, "", "")
+        self.details.show_entry("", None)
+
     def _open_source_folder(self, snapshot_id: str) -> None:
-        """Open the folders down to what the snapshot backed up (its first path)."""
+        """Open the folder the snapshot backed up (its first path), or ``/`` if it is not a folder."""
         snap = next((s for s in self.snapshots if s.id == snapshot_id), None)
-        if snap is None or not snap.paths:
+        if snap is None:
             return
-        path = snap.paths[0].replace("\\", "/")
+        path = snap.paths[0].replace("\\", "/") if snap.paths else "/"
+        nav = self._nav
 
-        def found(index: QModelIndex) -> None:
-            if not index.isValid() or self.model.snapshot_id != snapshot_id:
-                return
-            chain = []
-            while index.isValid():
-                chain.append(index)
-                index = index.parent()
-            for i in reversed(chain):
-                self.tree.expand(i)
+        def found(ok: bool) -> None:
+            if nav == self._nav and self.model.snapshot_id == snapshot_id:
+                self.open_folder(path if ok else "/")
 
-        self.model.locate(path, found)
+        self._find_folder(path, found)
+
+    def _find_folder(self, path: str, found: Callable[[bool], None]) -> None:
+        """Load the folder tree down to ``path``, then call ``found`` (False: no such folder)."""
+        if not [p for p in path.split("/") if p]:
+            found(True)
+            return
+        self.model.locate(path, lambda index: found(index.isValid()))
 
     def _compute_changes(self) -> None:
         """What changed in each snapshot, newest first, one at a time in the background."""
@@ -588,46 +676,157 @@ class RestoreWindow(QMainWindow):
         self._picked()
 
     def _browse_path(self) -> str:
-        index = self.tree.currentIndex()
-        return self.model.node(index).path if index.isValid() else ""
+        """The path Browse has selected: the item chosen in the folder, else the folder."""
+        index = self.table.currentIndex()
+        return self.contents.path(index) if index.isValid() else self.shown_folder
 
-    def _browse_current(self) -> None:
+    # ---------------------------------------------------------------- browsing
+
+    def open_folder(self, path: str, then: Callable[[], object] | None = None) -> None:
+        """Show what the folder ``path`` of the chosen snapshot holds, and that folder in the
+        tree; ``then`` runs once its rows are in."""
+        snap = self.snapshot_id
+        if not snap or self.session is None:
+            return
+        self._nav += 1
+        if path != self.shown_folder or self.contents.snapshot_id != snap:
+            self.shown_folder = path
+            self._folder_entry = None
+            self.contents.show_folder(self.session, snap, path, then)
+            self.details.show_entry("", None)
+            self._folder_words()
+        elif then is not None:
+            self.contents.when_shown(then)
+        self._follow_in_tree(path)
+        self._picked()
+
+    def open_parent(self) -> None:
+        """Show the folder that holds the one shown."""
+        if self.shown_folder not in ("", "/"):
+            name = self.shown_folder.rstrip("/").rpartition("/")[2]
+            self.open_folder(self.shown_folder.rpartition("/")[0] or "/", lambda: self._select_name(name))
+
+    def _follow_in_tree(self, path: str) -> None:
+        """Open the tree down to ``path`` and make it the tree's current folder."""
+        snap = self.model.snapshot_id
+
+        def found(index: QModelIndex) -> None:
+            if path != self.shown_folder or self.model.snapshot_id != snap:
+                return
+            if index.isValid():
+                node = self.model.node(index)
+                self._folder_entry = node.entry
+                parent = index.parent()
+                while parent.isValid():
+                    self.tree.expand(parent)
+                    parent = parent.parent()
+                self.tree.setCurrentIndex(index)
+                self.tree.scrollTo(index)
+            else:
+                self.tree.setCurrentIndex(QModelIndex())
+            if not self.table.currentIndex().isValid():
+                self._browse_current()
+            self._picked()
+
+        if path == "/":
+            found(QModelIndex())
+        else:
+            self.model.locate(path, found)
+
+    def _tree_current(self) -> None:
         index = self.tree.currentIndex()
         if not index.isValid():
-            self.details.show_entry("", None)
             return
-        node = self.model.node(index)
-        self.details.show_entry(node.path, node.entry)
+        path = self.model.node(index).path
+        if path != self.shown_folder:
+            self.open_folder(path)
+
+    def _activated(self, index: QModelIndex) -> None:
+        entry = self.contents.entry(index)
+        if entry is not None and entry.type == "dir":
+            self.open_folder(self.contents.path(index))
+
+    def _folder_words(self) -> None:
+        folder = self.shown_folder
+        if not folder:
+            self.folder_label.setText("")
+        elif self.contents.loading and not self.contents.rowCount():
+            self.folder_label.setText(self.tr("{path} — reading…").format(path=folder))
+        else:
+            n = self.contents.rowCount()
+            count = self.tr("empty") if n == 0 else self.tr("1 item") if n == 1 else self.tr("{n} items")
+            self.folder_label.setText(f"{folder} — " + count.format(n=f"{n:,}"))
+        self.folder_label.setToolTip(folder)
+        self.up_button.setEnabled(folder not in ("", "/"))
+
+    def _browse_current(self) -> None:
+        index = self.table.currentIndex()
+        entry = self.contents.entry(index)
+        if entry is not None:
+            self.details.show_entry(self.contents.path(index), entry)
+        elif self._folder_entry is not None:
+            self.details.show_entry(self.shown_folder, self._folder_entry)
+        else:
+            self.details.show_entry("", None)
 
     def show_versions(self, path: str) -> None:
         self.modes.setCurrentWidget(self.versions)
         self.versions.show_path(path)
 
     def reveal(self, snapshot_id: str, path: str) -> None:
-        """Show ``path`` of a snapshot in Browse: choose the snapshot, open the folders, select it."""
+        """Show ``path`` of a snapshot in Browse: choose the snapshot, open its folder, select it."""
         self.modes.setCurrentWidget(self.browse)
         self.show_snapshot(snapshot_id)
+        self.locate(path)
 
-        def found(index: QModelIndex) -> None:
+    def locate(self, path: str, found: Callable[[QModelIndex], None] | None = None) -> None:
+        """Open the folder that holds ``path`` (in the tree and the table) and select ``path`` in
+        the table; ``found`` gets its index in the table (invalid: not in this snapshot)."""
+        folder, _, name = path.rstrip("/").rpartition("/")
+        folder = folder or "/"
+        self._nav += 1  # wins over folders asked for before (the snapshot's own folder)
+        nav = self._nav
+
+        def missing() -> None:
+            self.status.setText(self.tr("{path} is not in this backup.").format(path=path))
+            if found is not None:
+                found(QModelIndex())
+
+        def select() -> None:
+            index = self._select_name(name)
             if not index.isValid():
-                self.status.setText(self.tr("{path} is not in this backup.").format(path=path))
-                return
-            parent = index.parent()
-            chain = []
-            while parent.isValid():
-                chain.append(parent)
-                parent = parent.parent()
-            for p in reversed(chain):
-                self.tree.expand(p)
-            self.tree.setCurrentIndex(index)
-            self.tree.selectionModel().select(
-                index,
-                QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows,
-            )
-            self.tree.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
-            self.tree.setFocus()
+                missing()
+            elif found is not None:
+                found(index)
 
-        self.model.locate(path, found)
+        def opened(ok: bool) -> None:
+            if nav != self._nav:
+                return  # another folder was asked for meanwhile
+            if ok:
+                self.open_folder(folder, select)
+            else:
+                missing()
+
+        if not name:  # the snapshot's root
+            self.open_folder("/")
+            if found is not None:
+                found(QModelIndex())
+            return
+        self._find_folder(folder, opened)
+
+    def _select_name(self, name: str) -> QModelIndex:
+        """Select the row ``name`` of the folder shown (the invalid index if it is not there)."""
+        row = self.contents.row_of(name)
+        if row < 0:
+            return QModelIndex()
+        index = self.contents.index(row, NAME)
+        self.table.setCurrentIndex(index)
+        self.table.selectionModel().select(
+            index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+        )
+        self.table.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
+        self.table.setFocus()
+        return index
 
     # ---------------------------------------------------------------- what is selected
 
@@ -636,9 +835,12 @@ class RestoreWindow(QMainWindow):
         if mode is self.browse:
             snap = self.snapshot_id
             out = []
-            for index in self.tree.selectionModel().selectedRows(NAME):
-                node = self.model.node(index)
-                out.append(Pick(snap, node.path, node.entry.type, node.entry.size))
+            for index in sorted(self.table.selectionModel().selectedRows(NAME), key=QModelIndex.row):
+                e = self.contents.entry(index)
+                if e is not None:
+                    out.append(Pick(snap, join(self.shown_folder, e.name), e.type, e.size))
+            if not out and self._folder_entry is not None and self.shown_folder not in ("", "/"):
+                out.append(Pick(snap, self.shown_folder, "dir", 0))  # nothing chosen inside: the folder
             return out
         if isinstance(mode, (SearchView, VersionsView, DeletedView, CompareView)):
             return mode.picks()
