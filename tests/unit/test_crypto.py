@@ -3,7 +3,12 @@ Poly1305-AES paper, plus tamper and nonce properties."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
+import random
+
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.poly1305 import Poly1305
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -98,6 +103,7 @@ def test_short_input_is_rejected() -> None:
 def test_all_zero_iv_is_never_produced(monkeypatch: pytest.MonkeyPatch) -> None:
     draws = iter([bytes(16), bytes(16), b"\x00" * 15 + b"\x01"])
     monkeypatch.setattr(crypto.os, "urandom", lambda n: next(draws))
+    monkeypatch.setattr(crypto, "_ivs", crypto._IvPool())  # nothing drawn ahead
     sealed = MasterKey(bytes(32), bytes(16), bytes(16)).seal(b"x")
     assert sealed[:16] == b"\x00" * 15 + b"\x01"
 
@@ -112,3 +118,46 @@ def test_ivs_differ_and_key_sizes_checked() -> None:
     assert MasterKey.from_user_key(bytes(range(64))) == MasterKey(
         bytes(range(32)), bytes(range(32, 48)), bytes(range(48, 64))
     )
+
+
+def _reference_seal(key: MasterKey, iv: bytes, data: bytes) -> bytes:
+    """The envelope built from fresh cipher objects, as restic's Go code does it."""
+    ct = Cipher(algorithms.AES(key.encrypt), modes.CTR(iv)).encryptor().update(data)
+    ecb = Cipher(algorithms.AES(key.mac_k), modes.ECB()).encryptor()
+    return iv + ct + Poly1305.generate_tag(key.mac_r + ecb.update(iv) + ecb.finalize(), ct)
+
+
+def test_reused_cipher_contexts_match_fresh_ones_on_many_threads() -> None:
+    """Each thread reuses its cipher objects across messages, keys and failed opens; every envelope
+    still equals one built from scratch for the same IV."""
+    keys = [MasterKey.generate(), MasterKey.generate()]
+
+    def work(seed: int) -> None:
+        rnd = random.Random(seed)
+        for i in range(200):
+            key = keys[i % 2]
+            data = rnd.randbytes(rnd.randrange(0, 3000))
+            sealed = key.seal(data)
+            assert sealed == _reference_seal(key, sealed[:16], data)
+            assert key.open(sealed) == data
+            with pytest.raises(AuthenticationFailed):
+                keys[(i + 1) % 2].open(sealed)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        list(ex.map(work, range(8)))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() exists on POSIX systems only")
+def test_a_forked_child_draws_its_own_ivs() -> None:
+    key = MasterKey.generate()
+    key.seal(b"draws a batch of IVs ahead")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next IV and leave at once
+        os.write(write, key.seal(b"x")[:16])
+        os._exit(0)
+    os.close(write)
+    child_iv = os.read(read, 16)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert len(child_iv) == 16 and child_iv != key.seal(b"x")[:16]

@@ -13,7 +13,9 @@ from safekeep.common.cancel import CancelToken
 from safekeep.common.clock import FakeClock
 from safekeep.common.errors import Cancelled
 from safekeep.common.progress import Progress
+from safekeep.core import repository
 from safekeep.core.archiver import BackupOptions, backup
+from safekeep.core.errors import RepositoryError
 from safekeep.core.format.keys import KDFParams
 from safekeep.core.format.pack import BlobType, parse_trailer, read_header
 from safekeep.core.repository import Repository, RepositoryOptions
@@ -189,3 +191,66 @@ def test_v1_repository_never_compresses(tmp_path: Path) -> None:
     backup(repo, [str(tmp_path / "src")], BackupOptions())
     assert all(b.uncompressed_length == 0 for blobs in _packs(repo).values() for b in blobs)
     assert _reopen(repo).version == 1
+
+
+def _spooled(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every temporary file a pack is spooled to, as the repository creates them."""
+    made: list[Any] = []
+    create = repository._OpenPack.create
+
+    def tracking(temp_dir: str | None) -> Any:
+        pack = create(temp_dir)
+        made.append(pack.file)
+        return pack
+
+    monkeypatch.setattr(repository._OpenPack, "create", staticmethod(tracking))
+    return made
+
+
+def test_spooled_packs_upload_intact_and_their_temporary_files_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = _spooled(monkeypatch)
+    rng = random.Random(5)
+    _files(tmp_path / "src", {f"f{i:02d}": rng.randbytes(30_000) for i in range(30)})
+    repo = _repo(pack_size=64 * 1024, temp_dir=str(tmp_path))
+    snap, _ = backup(repo, [str(tmp_path / "src")], BackupOptions(workers=2))
+    assert len(made) >= 10 and all(f.closed for f in made)
+    assert not [p for p in tmp_path.iterdir() if p.name != "src"]  # nothing left in the folder
+    for name, blobs in _packs(repo).items():  # each pack reads back whole: header, name and blobs
+        for b in blobs:
+            assert repo.load_blob(b.type, b.id) is not None
+            assert repo.index.lookup(b.type, b.id) == (name, b)
+    out = tmp_path / "out"
+    assert restore(_reopen(repo), snap, str(out), RestoreOptions()).errors == []
+
+    repo.save_blob(BlobType.DATA, b"never flushed")  # abandoned, or closed without a flush
+    repo.save_blob(BlobType.TREE, b"never flushed either")
+    repo.abandon()
+    repo.save_blob(BlobType.DATA, b"left open")
+    repo.close()
+    assert all(f.closed for f in made)
+
+
+def test_unwritable_temporary_folder_fails_the_backup_with_a_hint(tmp_path: Path) -> None:
+    _files(tmp_path / "src", {"a": os.urandom(20_000)})
+    backend = MemoryBackend()
+    repo = _repo(backend, temp_dir=str(tmp_path / "missing"))
+    with pytest.raises(RepositoryError) as info:
+        backup(repo, [str(tmp_path / "src")], BackupOptions())
+    assert str(tmp_path / "missing") in str(info.value) and "TMPDIR" in info.value.hint
+    assert _count(backend)[FileType.PACK] == 0 and _count(backend)[FileType.SNAPSHOT] == 0
+
+
+def test_tiny_data_blobs_are_stored_as_they_are() -> None:
+    repo = _repo()
+    tiny = repo.save_blob(BlobType.DATA, b"a" * (repository.MIN_COMPRESSED_DATA - 1))
+    larger = repo.save_blob(BlobType.DATA, b"a" * repository.MIN_COMPRESSED_DATA)
+    tree = repo.save_blob(BlobType.TREE, b'{"nodes":[]}\n')  # trees always compressed
+    repo.flush()
+    sizes = {b.id: b.uncompressed_length for blobs in _packs(repo).values() for b in blobs}
+    assert sizes[tiny.id] == 0 and sizes[larger.id] == repository.MIN_COMPRESSED_DATA
+    assert sizes[tree.id] == len(b'{"nodes":[]}\n')
+    again = _reopen(repo)
+    assert again.load_blob(BlobType.DATA, tiny.id) == b"a" * (repository.MIN_COMPRESSED_DATA - 1)
+    assert again.load_blob(BlobType.DATA, larger.id) == b"a" * repository.MIN_COMPRESSED_DATA

@@ -9,8 +9,9 @@ cost a Python object per field per blob.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
+from safekeep.core.format.index import BlobEntry
 from safekeep.core.format.pack import BlobType, PackedBlob
 
 _M32 = (1 << 32) - 1
@@ -37,9 +38,20 @@ class MasterIndex:
 
     def add_pack(self, pack_id: str, blobs: list[PackedBlob]) -> None:
         with self._lock:
-            no = self._pack_no(pack_id)
+            base = self._pack_no(pack_id) << 96
+            data, tree = self._blobs
             for b in blobs:
-                self._blobs[b.type][b.id] = _pack(no, b.offset, b.length, b.uncompressed_length)
+                (tree if b.type else data)[b.id] = (
+                    base | (b.offset << 64) | (b.length << 32) | b.uncompressed_length
+                )
+
+    def add_entries(self, pack_id: str, entries: Iterable[BlobEntry]) -> None:
+        """:meth:`add_pack` for blobs as decoded from an index file, without objects per blob."""
+        with self._lock:
+            base = self._pack_no(pack_id) << 96
+            data, tree = self._blobs
+            for kind, blob_id, offset, length, ulen in entries:
+                (tree if kind else data)[blob_id] = base | (offset << 64) | (length << 32) | ulen
 
     def has(self, type: BlobType, blob_id: bytes) -> bool:
         return blob_id in self._blobs[type]

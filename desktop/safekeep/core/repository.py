@@ -3,10 +3,13 @@
 - :meth:`Repository.init` creates ``config`` and the first key; :meth:`Repository.open` finds the
   key that the password unlocks, reads ``config`` and refuses unknown versions.
 - :meth:`save_blob` deduplicates against the index, compresses (v2), seals and appends the blob to
-  an open pack of its type (data and tree blobs never share a pack). A full pack is uploaded in
-  the background on up to ``connections`` threads; memory is bounded by a semaphore on packs in
-  flight. :meth:`flush` uploads the remaining packs and then writes the index for them — packs
-  before index, always.
+  an open pack of its type (data and tree blobs never share a pack). Like restic, a pack is
+  spooled to an anonymous temporary file while it fills and while it waits for its upload, so it
+  holds no memory then; it is read back only to be uploaded. A full pack is uploaded in the
+  background on up to ``connections`` threads. Bounds: packs queued or uploading (on disk) by
+  ``connections``, packs read back into memory at once by one for a local disk and by
+  ``connections`` otherwise. :meth:`flush` uploads the remaining packs and then writes the index
+  for them — packs before index, always.
 - :meth:`load_blob` reads a blob through the index and verifies MAC and SHA-256.
 - Unpacked files (snapshots, index, locks) are saved under the SHA-256 of their stored bytes, and
   that name is checked again when they are read.
@@ -21,12 +24,15 @@ from __future__ import annotations
 import concurrent.futures
 import getpass
 import hashlib
+import io
 import logging
 import os
 import socket
+import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 import zstandard
 
@@ -46,9 +52,9 @@ from safekeep.core.errors import (
 )
 from safekeep.core.format import unpacked
 from safekeep.core.format.config import SUPPORTED_VERSIONS, Config, ConfigError
-from safekeep.core.format.index import IndexFormatError, decode_index, encode_index
+from safekeep.core.format.index import BlobEntry, IndexFormatError, decode_index_entries, encode_index
 from safekeep.core.format.keys import KDFParams, KeyFile, KeyFileError, new_key_file
-from safekeep.core.format.pack import BlobType, PackedBlob, finish_pack
+from safekeep.core.format.pack import BlobType, PackedBlob, pack_trailer
 from safekeep.core.format.snapshot import Snapshot, SnapshotFormatError
 from safekeep.core.format.times import local_now
 from safekeep.core.index import MasterIndex
@@ -59,6 +65,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 INDEX_BLOBS_PER_FILE = 50_000  # keeps each index file well under restic's 8 MiB guideline
+# shorter data blobs are stored as they are: zstd's frame (about 10 bytes) leaves them little or
+# nothing to gain, next to the 32 bytes of encryption and 41 of pack header every blob costs
+MIN_COMPRESSED_DATA = 64
+SPOOL_BUFFER = 256 * 1024  # gathers small blobs into fewer writes to a pack's temporary file
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +78,52 @@ class RepositoryOptions:
     upload_connections: int = 0  # 0 = the backend's ``properties.connections``
     kdf: KDFParams | None = None  # None = calibrate like restic
     cache_dir: str | None = None  # root of the local cache; None = no cache
+    temp_dir: str | None = None  # where packs are spooled; None = the system's temporary folder
 
 
 @dataclass(slots=True)
 class _OpenPack:
-    body: bytearray = field(default_factory=bytearray)
+    """A pack being filled: its sealed blobs, back to back, in an anonymous temporary file (it
+    disappears when closed, and with the process on every exit path)."""
+
+    file: io.BufferedRandom
+    size: int = 0
     blobs: list[PackedBlob] = field(default_factory=list)
+
+    @staticmethod
+    def create(temp_dir: str | None) -> _OpenPack:
+        file = tempfile.TemporaryFile(dir=temp_dir, buffering=SPOOL_BUFFER)  # noqa: SIM115 - closed by close()
+        return _OpenPack(cast(io.BufferedRandom, file))  # Windows: a wrapper with the same methods
+
+    def append(self, parts: tuple[bytes, bytes, bytes]) -> int:
+        """Write one sealed blob; returns its offset in the pack."""
+        offset = self.size
+        for part in parts:
+            self.file.write(part)
+        self.size += sum(len(p) for p in parts)
+        return offset
+
+    def read_back(self, trailer: bytes) -> bytearray:
+        """The whole pack in one buffer of its exact final size: the blobs, then ``trailer``."""
+        self.file.flush()
+        self.file.seek(0)
+        body = bytearray(self.size + len(trailer))
+        view = memoryview(body)
+        pos = 0
+        while pos < self.size:
+            n = self.file.readinto(view[pos : self.size])
+            if not n:
+                raise OSError(f"a pack's temporary file ended after {pos} of {self.size} bytes")
+            pos += n
+        view[self.size :] = trailer
+        view.release()
+        return body
+
+    def close(self) -> None:
+        try:
+            self.file.close()
+        except OSError as exc:
+            log.debug("closing a pack's temporary file: %s", exc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +168,13 @@ class Repository:
         self._unindexed: list[tuple[str, list[PackedBlob]]] = []
         self._unindexed_blobs = 0
         self._index_lock = threading.Lock()
-        conns = self.options.upload_connections or backend.properties.connections
-        self._uploader = concurrent.futures.ThreadPoolExecutor(max(1, conns), "safekeep-upload")
-        # full packs waiting for or being uploaded: each holds up to pack_size bytes of memory
-        self._in_flight = threading.BoundedSemaphore(max(1, conns))
+        conns = max(1, self.options.upload_connections or backend.properties.connections)
+        self._uploader = concurrent.futures.ThreadPoolExecutor(conns, "safekeep-upload")
+        # full packs waiting for or being uploaded (in their temporary files)
+        self._in_flight = threading.BoundedSemaphore(conns)
+        # packs read back into memory for their upload, each pack_size bytes and a little more:
+        # one for a local disk (a second write side by side gains nothing), else one per connection
+        self._loaded = threading.BoundedSemaphore(1 if backend.properties.is_local else conns)
         self._futures: list[concurrent.futures.Future[None]] = []
         self._upload_error: BaseException | None = None
         self._cancel: CancelToken = NEVER
@@ -310,19 +363,19 @@ class Repository:
         if self.cache is not None:
             self.cache.prune(FileType.INDEX, set(names))
 
-        def one(name: str) -> list[tuple[str, list[PackedBlob]]]:
+        def one(name: str) -> list[tuple[str, list[BlobEntry]]]:
             cancel.raise_if_cancelled()
             raw = self.load_unpacked(FileType.INDEX, name, cancel=cancel)
             try:
-                return list(decode_index(raw))
+                return list(decode_index_entries(raw))
             except IndexFormatError as exc:
                 raise IntegrityError(f"index/{name} is malformed: {exc}") from exc
 
         workers = max(2, self.backend.properties.connections)
         with concurrent.futures.ThreadPoolExecutor(workers, "safekeep-index") as ex:
             for packs in ex.map(one, names):
-                for pack_id, blobs in packs:
-                    self.index.add_pack(pack_id, blobs)
+                for pack_id, entries in packs:
+                    self.index.add_entries(pack_id, entries)
         self.index_loaded = True
         if self.cache is not None:
             self.cache.prune(FileType.PACK, self.index.pack_ids())
@@ -352,36 +405,62 @@ class Repository:
         try:
             payload: bytes | memoryview = data
             ulen = 0
-            if self.version >= 2 and len(data) and (type is BlobType.TREE or self.options.compression):
+            if (
+                self.version >= 2
+                and len(data)
+                and (type is BlobType.TREE or (self.options.compression and len(data) >= MIN_COMPRESSED_DATA))
+            ):
                 compressed = unpacked.compressor().compress(data)
                 if type is BlobType.TREE or len(compressed) < len(data):
                     payload, ulen = compressed, len(data)
-            iv, ct, mac = self.key.seal_parts(payload)
-            sealed_len = len(iv) + len(ct) + len(mac)
+            parts = self.key.seal_parts(payload)
+            sealed_len = len(parts[0]) + len(parts[1]) + len(parts[2])
         except BaseException:
             with self._lock:
                 self._pending[type].discard(bid)
             raise
         full: _OpenPack | None = None
         with self._lock:
-            pack = self._open.setdefault(type, _OpenPack())
-            pack.blobs.append(PackedBlob(type, bid, len(pack.body), sealed_len, ulen))
-            pack.body += iv
-            pack.body += ct
-            pack.body += mac
-            if len(pack.body) >= self.options.pack_size:
+            try:
+                pack = self._open.get(type)
+                if pack is None:
+                    pack = self._open[type] = _OpenPack.create(self.options.temp_dir)
+                offset = pack.append(parts)
+            except OSError as exc:
+                self._pending[type].discard(bid)
+                broken = self._open.pop(type, None)
+                if broken is not None:  # its other blobs are lost: this backup cannot complete
+                    broken.close()
+                err = self._spool_error(exc)
+                if self._upload_error is None:
+                    self._upload_error = err
+                raise err from exc
+            pack.blobs.append(PackedBlob(type, bid, offset, sealed_len, ulen))
+            if pack.size >= self.options.pack_size:
                 full = self._open.pop(type)
         if full is not None:
             self._submit(full)
         return BlobSaveResult(bid, True, sealed_len)
 
+    def _spool_error(self, exc: OSError) -> RepositoryError:
+        where = self.options.temp_dir or tempfile.gettempdir()
+        return RepositoryError(
+            f"A pack could not be written to the temporary folder {where}: {exc.strerror or exc}.",
+            hint="Free some space there (packs need a few times 16 MiB), or set TMPDIR to another folder.",
+        )
+
     def _submit(self, pack: _OpenPack) -> None:
-        while not self._in_flight.acquire(timeout=0.2):
-            if self._upload_error is not None:
-                raise self._upload_error
+        try:
+            while not self._in_flight.acquire(timeout=0.2):
+                if self._upload_error is not None:
+                    raise self._upload_error
+        except BaseException:
+            pack.close()
+            raise
         try:
             self._futures.append(self._uploader.submit(self._upload, pack))
         except BaseException:
+            pack.close()
             self._in_flight.release()
             raise
 
@@ -390,9 +469,16 @@ class Repository:
             if self._upload_error is not None or self._cancel.cancelled:
                 return
             self._before_write()
-            finish_pack(self.key, pack.body, pack.blobs)
-            pack_id = sha256(pack.body).hex()
-            self.backend.save(Handle(FileType.PACK, pack_id), pack.body, cancel=self._cancel)
+            trailer = pack_trailer(self.key, pack.blobs)
+            with self._loaded:
+                try:
+                    body = pack.read_back(trailer)
+                except OSError as exc:
+                    raise self._spool_error(exc) from exc
+                pack.close()
+                pack_id = sha256(body).hex()
+                self.backend.save(Handle(FileType.PACK, pack_id), body, cancel=self._cancel)
+                del body
             with self._lock:
                 self.index.add_pack(pack_id, pack.blobs)
                 for b in pack.blobs:
@@ -406,7 +492,7 @@ class Repository:
             if self._upload_error is None:
                 self._upload_error = exc
         finally:
-            pack.body = bytearray()
+            pack.close()
             self._in_flight.release()
 
     def _write_index(self) -> None:
@@ -424,10 +510,18 @@ class Repository:
     def flush(self) -> None:
         """Upload all open packs, wait for every upload, then write their index."""
         with self._lock:
-            opened = [p for p in self._open.values() if p.blobs]
+            opened = list(self._open.values())
             self._open.clear()
-        for p in opened:
-            self._submit(p)
+        for i, p in enumerate(opened):
+            if not p.blobs:
+                p.close()
+                continue
+            try:
+                self._submit(p)
+            except BaseException:
+                for rest in opened[i + 1 :]:
+                    rest.close()
+                raise
         for f in self._futures:
             f.result()
         self._futures.clear()
@@ -441,7 +535,10 @@ class Repository:
     def abandon(self) -> None:
         """Drop unfinished packs after a failure or cancel; uploads in progress are awaited."""
         with self._lock:
+            opened = list(self._open.values())
             self._open.clear()
+        for p in opened:
+            p.close()
         for f in self._futures:
             f.exception()
         self._futures.clear()
@@ -451,6 +548,11 @@ class Repository:
 
     def close(self) -> None:
         self._uploader.shutdown(wait=True)
+        with self._lock:
+            opened = list(self._open.values())
+            self._open.clear()
+        for p in opened:  # blobs never flushed: their temporary files go
+            p.close()
 
     def load_blob(self, type: BlobType, blob_id: bytes, *, cancel: CancelToken = NEVER) -> bytes:
         found = self.index.lookup(type, blob_id)

@@ -122,8 +122,12 @@ def read_header(key: MasterKey, sealed_header: bytes, *, data_end: int) -> list[
     return blobs
 
 
+def pack_trailer(key: MasterKey, blobs: list[PackedBlob]) -> bytes:
+    """What follows a pack's blobs: the sealed header and its length."""
+    sealed = key.seal(encode_header(blobs))
+    return sealed + struct.pack("<I", len(sealed))
+
+
 def finish_pack(key: MasterKey, body: bytearray, blobs: list[PackedBlob]) -> None:
     """Append the sealed header and its length to ``body`` in place."""
-    sealed = key.seal(encode_header(blobs))
-    body += sealed
-    body += struct.pack("<I", len(sealed))
+    body += pack_trailer(key, blobs)

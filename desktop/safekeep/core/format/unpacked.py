@@ -15,14 +15,20 @@ from safekeep.core.crypto import MasterKey
 
 ENCODING_ZSTD = 0x02
 
+# zstd level for everything Safekeep compresses (blobs, index, snapshots). On the benchmark's
+# mixed dataset level 2 costs 15 % less CPU than level 3 for a repository 1 % larger (restic's
+# "auto", klauspost's SpeedDefault, lands between the two); level 1 saves another 12 % CPU but
+# is 2 % larger. Any level is readable by restic and every other zstd decoder.
+COMPRESSION_LEVEL = 2
+
 _local = threading.local()
 
 
 def compressor() -> zstandard.ZstdCompressor:
-    """A per-thread zstd compressor (level 3, no checksum, like restic's default)."""
+    """A per-thread zstd compressor (:data:`COMPRESSION_LEVEL`, no checksum, as restic writes)."""
     c: zstandard.ZstdCompressor | None = getattr(_local, "c", None)
     if c is None:
-        c = zstandard.ZstdCompressor(level=3, write_checksum=False)
+        c = zstandard.ZstdCompressor(level=COMPRESSION_LEVEL, write_checksum=False)
         _local.c = c
     return c
 
