@@ -580,8 +580,14 @@ class Repository:
             data = whole[blob.offset : blob.offset + blob.length]
         return data
 
-    def open_blob(self, pack_id: str, blob: PackedBlob, sealed: bytes | memoryview) -> bytes:
-        """Decrypt, decompress and verify one sealed blob read from ``pack_id``."""
+    def open_blob(
+        self, pack_id: str, blob: PackedBlob, sealed: bytes | memoryview, *, check_id: bool = True
+    ) -> bytes:
+        """Decrypt, decompress and verify one sealed blob read from ``pack_id``.
+
+        The MAC is always checked before decrypting. ``check_id=False`` skips the SHA-256 of the
+        plaintext, for a caller that hashes the same bytes itself later (restore's verification).
+        """
         if len(sealed) != blob.length:
             raise IntegrityError(
                 f"Pack {pack_id[:16]} is truncated: blob {blob.id.hex()[:16]} is incomplete.",
@@ -598,7 +604,7 @@ class Repository:
                 pack=pack_id,
                 blob=blob.id.hex(),
             ) from exc
-        if sha256(plain) != blob.id:
+        if check_id and sha256(plain) != blob.id:
             raise IntegrityError(
                 f"Blob {blob.id.hex()[:16]} in pack {pack_id[:16]} does not match its ID.",
                 pack=pack_id,

@@ -53,8 +53,6 @@ from datetime import date
 from enum import StrEnum
 from typing import Any
 
-import zstandard
-
 from safekeep.common.cancel import NEVER, CancelToken
 from safekeep.common.clock import SYSTEM_CLOCK, Clock
 from safekeep.common.errors import Cancelled, SafekeepError
@@ -66,12 +64,9 @@ from safekeep.common.progress import (
     ProgressSink,
     Throttle,
 )
-from safekeep.core.crypto import AuthenticationFailed
-from safekeep.core.errors import IntegrityError
 from safekeep.core.format.pack import BlobType, PackedBlob
 from safekeep.core.format.snapshot import Snapshot
 from safekeep.core.format.tree import Node, decode_tree
-from safekeep.core.format.unpacked import decompressor
 from safekeep.core.fs.restore_meta import apply_metadata
 from safekeep.core.fs.safepath import UnsafePathError, check_name
 from safekeep.core.repository import Repository
@@ -896,25 +891,7 @@ class Restorer:
         the written file is re-read (:meth:`_verify`), before the file takes its name; hashing
         every byte twice would cost about as much CPU time as decrypting it.
         """
-        if not self.options.verify:
-            return self.repo.open_blob(pack_id, blob, sealed)
-        if len(sealed) != blob.length:
-            raise IntegrityError(
-                f"Pack {pack_id[:16]} is truncated: blob {blob.id.hex()[:16]} is incomplete.",
-                pack=pack_id,
-                blob=blob.id.hex(),
-            )
-        try:
-            plain = self.repo.key.open(sealed)
-            if blob.uncompressed_length:
-                plain = decompressor().decompress(plain, max_output_size=blob.uncompressed_length)
-        except (AuthenticationFailed, zstandard.ZstdError) as exc:
-            raise IntegrityError(
-                f"Blob {blob.id.hex()[:16]} in pack {pack_id[:16]} is damaged ({exc}).",
-                pack=pack_id,
-                blob=blob.id.hex(),
-            ) from exc
-        return plain
+        return self.repo.open_blob(pack_id, blob, sealed, check_id=not self.options.verify)
 
     def _fail(self, job: _FileJob, exc: Exception) -> None:
         with job.lock:
