@@ -27,6 +27,7 @@ import hashlib
 import io
 import logging
 import os
+import queue
 import socket
 import tempfile
 import threading
@@ -103,21 +104,21 @@ class _OpenPack:
         self.size += sum(len(p) for p in parts)
         return offset
 
-    def read_back(self, trailer: bytes) -> bytearray:
-        """The whole pack in one buffer of its exact final size: the blobs, then ``trailer``."""
+    def read_back(self, trailer: bytes, buf: bytearray) -> memoryview:
+        """The whole pack, the blobs then ``trailer``, read into ``buf`` (at least that long)."""
+        total = self.size + len(trailer)
         self.file.flush()
         self.file.seek(0)
-        body = bytearray(self.size + len(trailer))
-        view = memoryview(body)
+        view = memoryview(buf)[:total]
         pos = 0
         while pos < self.size:
             n = self.file.readinto(view[pos : self.size])
             if not n:
+                view.release()
                 raise OSError(f"a pack's temporary file ended after {pos} of {self.size} bytes")
             pos += n
         view[self.size :] = trailer
-        view.release()
-        return body
+        return view
 
     def close(self) -> None:
         try:
@@ -175,6 +176,7 @@ class Repository:
         # packs read back into memory for their upload, each pack_size bytes and a little more:
         # one for a local disk (a second write side by side gains nothing), else one per connection
         self._loaded = threading.BoundedSemaphore(1 if backend.properties.is_local else conns)
+        self._buffers: queue.SimpleQueue[bytearray] = queue.SimpleQueue()  # reused for read_back
         self._futures: list[concurrent.futures.Future[None]] = []
         self._upload_error: BaseException | None = None
         self._cancel: CancelToken = NEVER
@@ -471,14 +473,25 @@ class Repository:
             self._before_write()
             trailer = pack_trailer(self.key, pack.blobs)
             with self._loaded:
+                # buffers are reused across packs: a fresh one is zero-filled and page-faulted
+                buf = self._buffers.get_nowait() if not self._buffers.empty() else bytearray()
+                need = pack.size + len(trailer)
+                if len(buf) < need:
+                    try:
+                        buf.extend(bytes(need - len(buf)))
+                    except BufferError:  # still viewed by a provider that kept the last pack
+                        buf = bytearray(need)
                 try:
-                    body = pack.read_back(trailer)
-                except OSError as exc:
-                    raise self._spool_error(exc) from exc
-                pack.close()
-                pack_id = sha256(body).hex()
-                self.backend.save(Handle(FileType.PACK, pack_id), body, cancel=self._cancel)
-                del body
+                    try:
+                        body = pack.read_back(trailer, buf)
+                    except OSError as exc:
+                        raise self._spool_error(exc) from exc
+                    pack.close()
+                    pack_id = sha256(body).hex()
+                    self.backend.save(Handle(FileType.PACK, pack_id), body, cancel=self._cancel)
+                    del body  # the buffer is reused: providers keep no view of it after save
+                finally:
+                    self._buffers.put(buf)
             with self._lock:
                 self.index.add_pack(pack_id, pack.blobs)
                 for b in pack.blobs:

@@ -9,7 +9,8 @@ The contract (checked for every provider by ``tests/contract/``):
    the (identical) new content; it never corrupts it.
 2. **Saves are atomic.** After ``save`` returns, :meth:`load` returns exactly the bytes given. If
    ``save`` raises or is cancelled, the file is either absent or complete — never partial — and no
-   visible temporary debris is listed by :meth:`list`.
+   visible temporary debris is listed by :meth:`list`. A provider keeps no reference to ``data``
+   once ``save`` returns: the caller reuses that buffer for the next file.
 3. **Loads are exact.** ``load(h, offset, length)`` returns ``length`` bytes starting at
    ``offset`` (``length=None``: to the end). Asking beyond the end returns what exists; asking
    for a file that does not exist raises ``NotFound``.
