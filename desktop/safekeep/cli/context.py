@@ -29,6 +29,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from safekeep.cli.credentials import read_password_file, repository_location, stored_password
+from safekeep.cli.early_key import EarlyKey
 from safekeep.cli.output import Output
 from safekeep.common.cancel import CancelToken
 from safekeep.common.clock import SYSTEM_CLOCK, Clock
@@ -47,9 +49,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ENV_REPOSITORY = ("SAFEKEEP_REPOSITORY", "RESTIC_REPOSITORY")
-ENV_PASSWORD_FILE = ("SAFEKEEP_PASSWORD_FILE", "RESTIC_PASSWORD_FILE")
-ENV_PASSWORD = ("SAFEKEEP_PASSWORD", "RESTIC_PASSWORD")
 ENV_TEST_KDF = "SAFEKEEP_TEST_KDF"
 ENV_CACHE_DIR = "SAFEKEEP_CACHE_DIR"
 
@@ -84,8 +83,11 @@ class CliContext:
         *,
         env: Mapping[str, str] | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        early_key: EarlyKey | None = None,
     ) -> None:
+        """``early_key``: the key being unlocked since before the command loaded, if it was."""
         self.options = options
+        self._early_key = early_key
         self.clock = clock
         self.out = out
         self.cancel = cancel
@@ -94,15 +96,8 @@ class CliContext:
 
     # -------------------------------------------------------------- location
 
-    def _env(self, names: tuple[str, ...]) -> str | None:
-        for name in names:
-            value = self.env.get(name)
-            if value:
-                return value
-        return None
-
     def location(self) -> str:
-        loc = self.options.repo or self._env(ENV_REPOSITORY)
+        loc = repository_location(self.options.repo, self.env)
         if not loc:
             raise UsageError(
                 "No repository was given.",
@@ -114,12 +109,9 @@ class CliContext:
 
     def password(self, *, new_repository: bool = False) -> Secret:
         """The repository password from an option, a file, the environment or a prompt."""
-        path = self.options.password_file or self._env(ENV_PASSWORD_FILE)
-        if path:
-            return read_password_file(path)
-        value = self._env(ENV_PASSWORD)
-        if value is not None:
-            return Secret(value)
+        stored = stored_password(self.options.password_file, self.env)
+        if stored is not None:
+            return stored
         if not _stdin_is_tty():
             raise SafekeepError("No repository password was given.", hint=CREDENTIAL_SOURCES_HINT)
         if new_repository:
@@ -198,7 +190,11 @@ class CliContext:
             password = self.password()
             options = self.repository_options() if new_keys else RepositoryOptions()
             options = dataclasses.replace(options, cache_dir=self.cache_dir())
-            repo = Repository.open(backend, password.reveal(), options=options, cancel=self.cancel)
+            early, self._early_key = self._early_key, None  # used once
+            unlocked = early.take(self.location(), password, self.cancel) if early is not None else None
+            repo = Repository.open(
+                backend, password.reveal(), options=options, cancel=self.cancel, unlocked=unlocked
+            )
             log.info("repository %s opened (version %d)", repo.config.id[:8], repo.version)
             try:
                 yield repo
@@ -260,21 +256,6 @@ class CliContext:
                 self.cancel.cancel("the repository is in use")
         except Exception as exc:  # e.g. the storage failed; the guard reports it on the next write
             log.debug("lock confirmation failed in the background: %s", exc)
-
-
-def read_password_file(path: str) -> Secret:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return Secret(f.read().strip())
-    except OSError as exc:
-        raise SafekeepError(
-            f"Cannot read the password file {path}: {exc.strerror or exc}.",
-            hint="Check the file name and that you may read it.",
-        ) from exc
-    except UnicodeDecodeError as exc:
-        raise SafekeepError(
-            f"The password file {path} is not UTF-8 text.", hint="Save it as UTF-8 text."
-        ) from exc
 
 
 def _stdin_is_tty() -> bool:

@@ -35,7 +35,7 @@ import traceback
 from collections.abc import Sequence
 
 from safekeep import __version__
-from safekeep.cli.context import CliContext, GlobalOptions
+from safekeep.cli import early_key
 from safekeep.cli.interrupt import EXIT_CANCELLED, cancel_on_interrupt
 from safekeep.cli.output import Output
 from safekeep.common.cancel import CancelToken
@@ -122,9 +122,9 @@ def _global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-V", "--version", action="version", version=f"safekeep {__version__}")
 
 
-def command_name(argv: Sequence[str]) -> str | None:
-    """The command ``argv`` names (after the global options), or None when there is none or the
-    global options themselves are wrong (the full parser then reports it)."""
+def _leading_options(argv: Sequence[str]) -> argparse.Namespace | None:
+    """The global options before the command, and the rest in ``rest``; None when they are
+    wrong (the full parser then reports it)."""
     parser = _Parser(prog="safekeep", add_help=False)
     _global_options(parser)
     parser.add_argument("rest", nargs=argparse.REMAINDER)
@@ -132,7 +132,14 @@ def command_name(argv: Sequence[str]) -> str | None:
         known, _ = parser.parse_known_args(list(argv))
     except (UsageError, SystemExit):
         return None
-    rest: list[str] = known.rest
+    return known
+
+
+def command_name(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names (after the global options), or None when there is none or the
+    global options themselves are wrong (the full parser then reports it)."""
+    known = _leading_options(argv)
+    rest: list[str] = known.rest if known is not None else []
     return rest[0] if rest and rest[0] in COMMANDS else None
 
 
@@ -166,7 +173,15 @@ def _setup_logging(verbose: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(command_name(args_list))
+    command = command_name(args_list)
+    known = _leading_options(args_list) if command else None
+    # the key derivation starts now and runs while the command's modules import
+    early = (
+        early_key.start(command, known.repo, known.password_file, args_list, os.environ)
+        if known is not None
+        else None
+    )
+    parser = build_parser(command)
     if not args_list:
         parser.print_help()
         return EXIT_OK
@@ -184,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from safekeep.cli import allocator  # noqa: PLC0415 - only backup needs it
 
         allocator.tune()
+    from safekeep.cli.context import CliContext, GlobalOptions  # noqa: PLC0415 - after the early start
+
     options = GlobalOptions(
         repo=args.repo,
         password_file=args.password_file,
@@ -200,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_OK
     cancel = CancelToken()
-    ctx = CliContext(options, out, cancel)
+    ctx = CliContext(options, out, cancel, early_key=early)
     try:
         with cancel_on_interrupt(cancel, out.warn):
             code: int = args.run(ctx, args)

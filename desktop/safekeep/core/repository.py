@@ -138,6 +138,29 @@ def sha256(data: bytes | bytearray | memoryview) -> bytes:
     return hashlib.sha256(data).digest()
 
 
+@dataclass(frozen=True, slots=True)
+class Unlocked:
+    """A repository's master key (from the key file ``key_id``) and its config."""
+
+    key_id: str
+    master: MasterKey
+    config: Config
+
+
+def _read_config(location: str, master: MasterKey, sealed: bytes) -> Config:
+    try:
+        plain = master.open(sealed)
+    except AuthenticationFailed as exc:
+        raise IntegrityError("The repository's config file is damaged (it fails authentication).") from exc
+    try:
+        config = Config.from_json(plain)
+    except ConfigError as exc:
+        raise NotARepository(location, str(exc)) from exc
+    if config.version not in SUPPORTED_VERSIONS:
+        raise UnsupportedVersion(config.version)
+    return config
+
+
 class Repository:
     def __init__(
         self,
@@ -220,14 +243,9 @@ class Repository:
         return repo
 
     @staticmethod
-    def open(
-        backend: Backend,
-        password: str,
-        *,
-        options: RepositoryOptions | None = None,
-        clock: Clock = SYSTEM_CLOCK,
-        cancel: CancelToken = NEVER,
-    ) -> Repository:
+    def unlock(backend: Backend, password: str, *, cancel: CancelToken = NEVER) -> Unlocked:
+        """The first half of :meth:`open`, the slow one: find the key file ``password`` opens
+        (scrypt for each one tried) and read the config with it. Raises what :meth:`open` raises."""
         location = backend.properties.location
         try:
             sealed_config = backend.load(Handle.config(), cancel=cancel)
@@ -249,20 +267,35 @@ class Repository:
             except (KeyFileError, AuthenticationFailed, ValueError) as exc:
                 log.debug("key %s does not open: %s", info.name[:8], exc)
                 continue
-            try:
-                plain = master.open(sealed_config)
-            except AuthenticationFailed as exc:
-                raise IntegrityError(
-                    "The repository's config file is damaged (it fails authentication)."
-                ) from exc
-            try:
-                config = Config.from_json(plain)
-            except ConfigError as exc:
-                raise NotARepository(location, str(exc)) from exc
-            if config.version not in SUPPORTED_VERSIONS:
-                raise UnsupportedVersion(config.version)
-            return Repository(backend, master, config, key_id=info.name, options=options, clock=clock)
+            return Unlocked(info.name, master, _read_config(location, master, sealed_config))
         raise WrongPassword()
+
+    @staticmethod
+    def open(
+        backend: Backend,
+        password: str,
+        *,
+        options: RepositoryOptions | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        cancel: CancelToken = NEVER,
+        unlocked: Unlocked | None = None,
+    ) -> Repository:
+        """Open the repository with ``password``; ``unlocked``: the result of :meth:`unlock` for
+        this location, done earlier (the config is read again here and must open with it)."""
+        if unlocked is None:
+            unlocked = Repository.unlock(backend, password, cancel=cancel)
+        else:
+            location = backend.properties.location
+            try:
+                sealed_config = backend.load(Handle.config(), cancel=cancel)
+            except NotFound:
+                raise RepositoryNotFound(location) from None
+            config = _read_config(location, unlocked.master, sealed_config)
+            if config.id != unlocked.config.id:
+                raise RepositoryError(f"The repository at {location} changed while it was being opened.")
+        return Repository(
+            backend, unlocked.master, unlocked.config, key_id=unlocked.key_id, options=options, clock=clock
+        )
 
     def set_write_guard(self, guard: Callable[[], None] | None) -> None:
         """``guard`` runs before every write (lock files excepted) and may raise to refuse it;
