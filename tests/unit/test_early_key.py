@@ -140,3 +140,9 @@ def test_an_unexpected_failure_falls_back_to_the_usual_way(
     monkeypatch.setattr(Repository, "unlock", staticmethod(broken))
     early = early_key.EarlyKey(repo, Secret("pw"))
     assert early.take(repo, Secret("pw"), CancelToken()) is None
+
+
+def test_a_remote_repository_is_left_to_the_command_s_own_connection(unlocks: list[str]) -> None:
+    early = early_key.EarlyKey("s3:http://127.0.0.1:9/bucket/repo", Secret("pw"))
+    assert early.take("s3:http://127.0.0.1:9/bucket/repo", Secret("pw"), CancelToken()) is None
+    assert unlocks == []

@@ -11,7 +11,8 @@ scrypt releases the GIL, so the imports go on beside it. :meth:`CliContext.repos
 The attempt follows :meth:`Repository.unlock <safekeep.core.repository.Repository.unlock>`, the
 first half of opening, so a failure it meets (no repository there, wrong password) is the one the
 usual path would meet; it is raised where the command opens the repository. Anything unexpected
-makes the command open the repository the usual way.
+makes the command open the repository the usual way, and so does a repository that is not in
+a local folder (a second connection could refresh a sign-in the command's own one then lacks).
 
 This module imports little: it runs before the heavy modules load.
 """
@@ -56,7 +57,12 @@ class EarlyKey:
         try:
             from safekeep.core.repository import Repository  # noqa: PLC0415 - imported in this thread
             from safekeep.storage.compose import StorageOptions, open_backend  # noqa: PLC0415
+            from safekeep.storage.registry import parse_location  # noqa: PLC0415
 
+            if parse_location(self.location).scheme != "local":
+                # a remote provider may open a session or refresh a sign-in (some providers
+                # rotate refresh tokens): only the command's own connection talks to it
+                return
             backend = open_backend(self.location, options=StorageOptions(read_only=True))
             self.deriving.set()
             try:

@@ -138,7 +138,10 @@ def _leading_options(argv: Sequence[str]) -> argparse.Namespace | None:
 def command_name(argv: Sequence[str]) -> str | None:
     """The command ``argv`` names (after the global options), or None when there is none or the
     global options themselves are wrong (the full parser then reports it)."""
-    known = _leading_options(argv)
+    return _command_of(_leading_options(argv))
+
+
+def _command_of(known: argparse.Namespace | None) -> str | None:
     rest: list[str] = known.rest if known is not None else []
     return rest[0] if rest and rest[0] in COMMANDS else None
 
@@ -173,12 +176,12 @@ def _setup_logging(verbose: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    command = command_name(args_list)
-    known = _leading_options(args_list) if command else None
+    known = _leading_options(args_list)
+    command = _command_of(known)
     # the key derivation starts now and runs while the command's modules import
     early = (
         early_key.start(command, known.repo, known.password_file, args_list, os.environ)
-        if known is not None
+        if known is not None and command is not None
         else None
     )
     parser = build_parser(command)
