@@ -829,16 +829,23 @@ def _b64(value: object, key: str) -> bytes:
         raise TreeFormatError(f"node field {key!r} is not valid base64: {value[:80]!r}") from exc
 
 
-def _node_from_obj(obj: object) -> Node:
+def _node_name(obj: object) -> bytes:
+    """The name of a decoded tree node; ``TreeFormatError`` unless it is an object with a valid
+    Go-quoted string name."""
     if not isinstance(obj, dict):
         raise TreeFormatError(f"tree node must be a JSON object, got {type(obj).__name__}")
     raw_name = obj.get("name")
     if type(raw_name) is not str:
         raise TreeFormatError(f"node name must be a string, got {raw_name!r}")
     try:
-        name = go_unquote(raw_name)
+        return go_unquote(raw_name)
     except ValueError as exc:
         raise TreeFormatError(f"node name is not a valid Go-quoted string: {raw_name!r}") from exc
+
+
+def _node_from_obj(obj: object) -> Node:
+    name = _node_name(obj)
+    assert isinstance(obj, dict)  # checked by _node_name
 
     raw_target = obj.get("linktarget_raw")
     if raw_target is not None:
@@ -1000,14 +1007,5 @@ def decode_tree_lazy(data: bytes) -> dict[bytes, NodeView]:
     not restic tree JSON or a name is not valid. A repeated name keeps its last node."""
     out: dict[bytes, NodeView] = {}
     for obj in _tree_objects(data):
-        if not isinstance(obj, dict):
-            raise TreeFormatError(f"tree node must be a JSON object, got {type(obj).__name__}")
-        raw_name = obj.get("name")
-        if type(raw_name) is not str:
-            raise TreeFormatError(f"node name must be a string, got {raw_name!r}")
-        try:
-            name = go_unquote(raw_name)
-        except ValueError as exc:
-            raise TreeFormatError(f"node name is not a valid Go-quoted string: {raw_name!r}") from exc
-        out[name] = NodeView(obj)
+        out[_node_name(obj)] = NodeView(obj)
     return out
