@@ -241,8 +241,9 @@ def _parse_ns(text: object) -> int:
         raise ValueError(f"bad time {text!r}") from exc
 
 
-def _node_fields(obj: Any) -> tuple[str, str, int, bytes | None, bytes | None]:
-    """(name, type, size, content key, subtree) of a tree node."""
+def _node_fields(obj: Any) -> tuple[str, str, int, Any, bytes | None, bytes | None]:
+    """(name, type, size, mtime as written, content key, subtree) of a tree node: an
+    :class:`Entry`'s fields with the modification time not yet parsed."""
     raw_name = obj["name"]
     if not isinstance(raw_name, str):
         raise ValueError(f"node name must be a string, got {raw_name!r}")
@@ -268,12 +269,12 @@ def _node_fields(obj: Any) -> tuple[str, str, int, bytes | None, bytes | None]:
     size = obj.get("size") or 0
     if type(size) is not int:
         raise ValueError(f"size must be an integer, got {size!r}")
-    return name, typ, size, content, subtree
+    return name, typ, size, obj.get("mtime"), content, subtree
 
 
 def _entry_from_obj(obj: Any) -> Entry:
-    name, typ, size, content, subtree = _node_fields(obj)
-    return Entry(name, typ, size, _mtime_ns(obj.get("mtime")), content, subtree)
+    name, typ, size, mtime, content, subtree = _node_fields(obj)
+    return Entry(name, typ, size, _mtime_ns(mtime), content, subtree)
 
 
 def decode_entries(data: bytes) -> list[Entry]:
@@ -404,40 +405,7 @@ class Listing(Sequence[Entry]):
     @staticmethod
     def of(entries: Iterable[Entry]) -> Listing:
         """The listing of these entries."""
-        names: list[str] = []
-        types: dict[str, int] = {}
-        kinds = bytearray()
-        sizes: list[int] = []
-        mtimes: list[int] = []
-        contents = bytearray()
-        subtrees: dict[int, bytes] = {}
-        for i, e in enumerate(entries):
-            names.append(e.name)
-            kind = types.setdefault(e.type, len(types))
-            if e.content is not None:
-                if len(e.content) != len(_NO_KEY):
-                    raise ValueError(f"a content key of {len(e.content)} bytes")
-                kind |= _HAS_CONTENT
-                contents += e.content
-            else:
-                contents += _NO_KEY
-            if e.subtree is not None:
-                kind |= _HAS_SUBTREE
-                subtrees[i] = e.subtree
-            kinds.append(kind)
-            sizes.append(e.size)
-            mtimes.append(e.mtime_ns)
-        if len(types) > _TYPE_BITS + 1:
-            raise ValueError("too many kinds of entries in one folder")
-        return Listing(
-            names=names,
-            types=list(types),
-            kinds=bytes(kinds),
-            sizes=_int_column(sizes),
-            mtimes=_int_column(mtimes),
-            contents=bytes(contents),
-            subtrees=subtrees,
-        )
+        return _columns(entries, times_parsed=True)
 
     # ------------------------------------------------------------ reading it
 
@@ -676,18 +644,27 @@ def _all_nodes(text: str) -> list[Any]:
 
 
 def _listing_of_nodes(nodes: Iterable[Any]) -> Listing:
+    return _columns(map(_node_fields, nodes), times_parsed=False)
+
+
+def _columns(
+    rows: Iterable[tuple[str, str, int, Any, bytes | None, bytes | None]], *, times_parsed: bool
+) -> Listing:
+    """A listing of rows in :class:`Entry`'s order; their modification times are Unix
+    nanoseconds when ``times_parsed``, else as a tree node writes them (parsed when needed)."""
     names: list[str] = []
     types: dict[str, int] = {}
     kinds = bytearray()
     sizes: list[int] = []
-    mtime_text: list[object] = []
+    times: list[Any] = []
     contents = bytearray()
     subtrees: dict[int, bytes] = {}
-    for i, obj in enumerate(nodes):
-        name, typ, size, content, subtree = _node_fields(obj)
+    for i, (name, typ, size, mtime, content, subtree) in enumerate(rows):
         names.append(name)
         kind = types.setdefault(typ, len(types))
         if content is not None:
+            if len(content) != len(_NO_KEY):
+                raise ValueError(f"a content key of {len(content)} bytes")
             kind |= _HAS_CONTENT
             contents += content
         else:
@@ -697,7 +674,7 @@ def _listing_of_nodes(nodes: Iterable[Any]) -> Listing:
             subtrees[i] = subtree
         kinds.append(kind)
         sizes.append(size)
-        mtime_text.append(obj.get("mtime"))
+        times.append(mtime)
     if len(types) > _TYPE_BITS + 1:
         raise ValueError("too many kinds of entries in one folder")
     return Listing(
@@ -705,10 +682,10 @@ def _listing_of_nodes(nodes: Iterable[Any]) -> Listing:
         types=list(types),
         kinds=bytes(kinds),
         sizes=_int_column(sizes),
-        mtimes=None,
+        mtimes=_int_column(times) if times_parsed else None,
         contents=bytes(contents),
         subtrees=subtrees,
-        mtime_text=mtime_text,
+        mtime_text=None if times_parsed else times,
     )
 
 
