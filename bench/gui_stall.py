@@ -13,13 +13,14 @@ keyring and cheap repository keys (a benchmark home in the work folder, never th
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.app_home import private_app_home
 
 TICK_MS = 10
 
@@ -43,14 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             check=True,
         )
         (data / ".complete").write_text("")
-    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=work))
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    os.environ.update(
-        SAFEKEEP_HOME=str(run_dir / "home"),
-        SAFEKEEP_SECRETS="file",
-        SAFEKEEP_TEST_KDF="1024,8,1",
-        XDG_CONFIG_HOME=str(run_dir / "config"),
-    )
+    run_dir = private_app_home(work)
 
     from PySide6.QtCore import QElapsedTimer, QTimer  # noqa: PLC0415 - after the environment is set
     from PySide6.QtWidgets import QApplication  # noqa: PLC0415

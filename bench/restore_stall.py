@@ -17,7 +17,6 @@ It runs offscreen unless ``QT_QPA_PLATFORM`` says otherwise.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import tempfile
@@ -25,6 +24,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from bench.app_home import private_app_home
 
 TICK_MS = 5
 PASSWORD = "bench-password-1234"
@@ -106,14 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     work: Path = args.work
     work.mkdir(parents=True, exist_ok=True)
-    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=work))
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    os.environ.update(
-        SAFEKEEP_HOME=str(run_dir / "home"),
-        SAFEKEEP_SECRETS="file",
-        SAFEKEEP_TEST_KDF="1024,8,1",
-        XDG_CONFIG_HOME=str(run_dir / "config"),
-    )
+    run_dir = private_app_home(work)
 
     from PySide6.QtCore import QElapsedTimer, QEventLoop, Qt, QTimer  # noqa: PLC0415
     from PySide6.QtWidgets import QApplication  # noqa: PLC0415
