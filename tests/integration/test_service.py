@@ -5,26 +5,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from safekeep.engine.events import JobEvent
 from safekeep.engine.service import Service
 from safekeep.state.model import Outcome, Plan, new_id
 
 PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture
-def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
-    monkeypatch.setenv("SAFEKEEP_SECRETS", "file")
-    monkeypatch.setenv("SAFEKEEP_TEST_KDF", "1024,8,1")
-    monkeypatch.setenv("SAFEKEEP_HOME", str(tmp_path / "home"))
-    s = Service.open(tmp_path / "home")
-    yield s
-    s.close()
 
 
 def _plan(service: Service, source: Path, repo: Path) -> Plan:

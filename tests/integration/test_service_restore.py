@@ -9,7 +9,6 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +21,6 @@ from safekeep.engine.service import Service
 from safekeep.state.model import Outcome, Plan, new_id
 
 PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture
-def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
-    monkeypatch.setenv("SAFEKEEP_SECRETS", "file")
-    monkeypatch.setenv("SAFEKEEP_TEST_KDF", "1024,8,1")
-    monkeypatch.setenv("SAFEKEEP_HOME", str(tmp_path / "home"))
-    s = Service.open(tmp_path / "home")
-    yield s
-    s.close()
 
 
 @pytest.fixture
