@@ -124,6 +124,20 @@ def sk_repo() -> Any:
         r.close()
 
 
+def write_file(path: _Path, data: bytes) -> None:
+    """Write ``data`` to ``path``, making its folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def settle_access_times(src: _Path) -> None:
+    """Read every file and folder once, so access times stop changing the trees (relatime)."""
+    for dirpath, _, files in os.walk(src):
+        os.listdir(dirpath)
+        for f in files:
+            (_Path(dirpath) / f).read_bytes()
+
+
 def tree_state(
     root: str | os.PathLike[str], *, times: bool = True, root_meta: bool = True
 ) -> dict[bytes, tuple[Any, ...]]:

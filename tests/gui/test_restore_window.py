@@ -32,41 +32,28 @@ from safekeep.gui.restore.contents_model import NAME, SIZE
 from safekeep.gui.restore.restoring import Pick, RestoreFlow
 from safekeep.state.model import PASSWORD_SECRET, Outcome, Plan, new_id
 from safekeep.storage.compose import open_backend
-from tests.conftest import ResticRunner
+from tests.conftest import ResticRunner, settle_access_times, write_file
 
 WAIT_MS = 120_000
 PASSWORD = "pw-1234567890-abc"
 
 
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-
-
-def _settle(src: Path) -> None:
-    """Read every file and folder once, so access times stop changing the trees (relatime)."""
-    for dirpath, _, files in os.walk(src):
-        os.listdir(dirpath)
-        for f in files:
-            (Path(dirpath) / f).read_bytes()
-
-
 def version_1(src: Path) -> None:
-    _write(src / "letter.odt", b"dear members,\n" * 300)
-    _write(src / "budget-2025.xlsx", b"budget 2025 v1\n" * 100)
-    _write(src / "minutes" / "board-minutes-jan.txt", b"the board met in January\n")
-    _write(src / "photos" / "cat.jpg", b"\xff\xd8 a cat" * 50)
-    _write(src / "photos" / "old" / "dog.jpg", b"\xff\xd8 a dog" * 50)
+    write_file(src / "letter.odt", b"dear members,\n" * 300)
+    write_file(src / "budget-2025.xlsx", b"budget 2025 v1\n" * 100)
+    write_file(src / "minutes" / "board-minutes-jan.txt", b"the board met in January\n")
+    write_file(src / "photos" / "cat.jpg", b"\xff\xd8 a cat" * 50)
+    write_file(src / "photos" / "old" / "dog.jpg", b"\xff\xd8 a dog" * 50)
 
 
 def version_2(src: Path) -> None:
-    _write(src / "budget-2025.xlsx", b"budget 2025 v2, revised\n" * 120)
-    _write(src / "minutes" / "board-minutes-feb.txt", b"the board met in February\n")
+    write_file(src / "budget-2025.xlsx", b"budget 2025 v2, revised\n" * 120)
+    write_file(src / "minutes" / "board-minutes-feb.txt", b"the board met in February\n")
     (src / "photos" / "cat.jpg").unlink()
 
 
 def version_3(src: Path) -> None:
-    _write(src / "letter.odt", b"dear members and friends,\n" * 300)
+    write_file(src / "letter.odt", b"dear members and friends,\n" * 300)
     (src / "photos" / "old" / "dog.jpg").unlink()
     (src / "photos" / "old").rmdir()
 
@@ -91,7 +78,7 @@ def _safekeep_backups(engine: Service, tmp_path: Path) -> Backups:
     plan = engine.save_plan(Plan(new_id(), "Office files", (str(src),), (dest.id,)))
     for make in (version_1, version_2, version_3):
         make(src)
-        _settle(src)
+        settle_access_times(src)
         run = engine.wait(engine.run_plan(plan.id), 300)
         assert run.outcome is Outcome.SUCCESS, run
     snaps = [s.id for s in engine.snapshots(dest.id)]
@@ -105,7 +92,7 @@ def _restic_backups(engine: Service, restic: ResticRunner, tmp_path: Path) -> Ba
     restic(repo, "init", password=PASSWORD)
     for make in (version_1, version_2, version_3):
         make(src)
-        _settle(src)
+        settle_access_times(src)
         restic(repo, "backup", str(src), password=PASSWORD)
     dest = engine.add_destination("Made by restic", str(repo), password=PASSWORD, create=False)
     snaps = [s.id for s in engine.snapshots(dest.id)]
@@ -500,7 +487,7 @@ def test_cancel_mid_restore_leaves_nothing_half_written(
     rng = random.Random(7)
     originals = {f"part{i:02d}.bin": rng.randbytes(2_000_000) for i in range(32)}
     for name, data in originals.items():
-        _write(src / name, data)
+        write_file(src / name, data)
     if kind == "safekeep":
         dest = engine.add_destination("USB disk", str(tmp_path / "repo"), password=PASSWORD)
         plan = engine.save_plan(Plan(new_id(), "Big files", (str(src),), (dest.id,)))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import FAST_KDF_N, FAST_KDF_P, FAST_KDF_R, ResticRunner
+from tests.conftest import FAST_KDF_N, FAST_KDF_P, FAST_KDF_R, ResticRunner, settle_access_times, write_file
 
 from safekeep.cli import diff_cmd, find_cmd, versions_cmd
 from safekeep.cli.context import CliContext, GlobalOptions
@@ -42,44 +42,31 @@ from safekeep.storage.compose import open_backend
 pytestmark = pytest.mark.restic
 
 
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-
-
-def _settle(src: Path) -> None:
-    """Read every file and folder once, so access times stop changing the trees (relatime)."""
-    for dirpath, _, files in os.walk(src):
-        os.listdir(dirpath)
-        for f in files:
-            (Path(dirpath) / f).read_bytes()
-
-
 def make_v1(src: Path) -> None:
-    _write(src / "docs" / "budget-2025.xlsx", b"budget 2025")
-    _write(src / "docs" / "Budget-2026.XLSX", b"budget 2026")
-    _write(src / "docs" / "letter.txt", b"dear all\n")
-    _write(src / "docs" / "old" / "notes.txt", b"old notes\n")
-    _write(src / "docs" / "old" / "deep" / "a.txt", b"a\n")
-    _write(src / "photos" / "cat.jpg", b"\xff\xd8 a cat")
-    _write(src / "readme.txt", b"hello\n")
+    write_file(src / "docs" / "budget-2025.xlsx", b"budget 2025")
+    write_file(src / "docs" / "Budget-2026.XLSX", b"budget 2026")
+    write_file(src / "docs" / "letter.txt", b"dear all\n")
+    write_file(src / "docs" / "old" / "notes.txt", b"old notes\n")
+    write_file(src / "docs" / "old" / "deep" / "a.txt", b"a\n")
+    write_file(src / "photos" / "cat.jpg", b"\xff\xd8 a cat")
+    write_file(src / "readme.txt", b"hello\n")
     for d in range(6):
         for f in range(4):
-            _write(src / "archive" / f"year{2010 + d}" / f"report{f}.txt", b"report %d %d\n" % (d, f))
+            write_file(src / "archive" / f"year{2010 + d}" / f"report{f}.txt", b"report %d %d\n" % (d, f))
 
 
 def make_v2(src: Path) -> None:
-    _write(src / "docs" / "letter.txt", b"dear all, again\n")
-    _write(src / "docs" / "budget-2025.xlsx", b"budget 2025, revised")
+    write_file(src / "docs" / "letter.txt", b"dear all, again\n")
+    write_file(src / "docs" / "budget-2025.xlsx", b"budget 2025, revised")
     for p in sorted((src / "docs" / "old").rglob("*"), reverse=True):
         p.rmdir() if p.is_dir() else p.unlink()
     (src / "docs" / "old").rmdir()
-    _write(src / "new" / "x.txt", b"x\n")
+    write_file(src / "new" / "x.txt", b"x\n")
 
 
 def make_v3(src: Path) -> None:
     (src / "photos" / "cat.jpg").unlink()
-    _write(src / "photos" / "dog.jpg", b"\xff\xd8 a dog")
+    write_file(src / "photos" / "dog.jpg", b"\xff\xd8 a dog")
 
 
 @dataclass
@@ -108,7 +95,7 @@ def made(
     ids = []
     for step in (make_v1, make_v2, make_v3):
         step(src)
-        _settle(src)
+        settle_access_times(src)
         if kind == "safekeep":
             snap, _ = backup(repo, [str(src)], BackupOptions(hostname="office-pc"))
             ids.append(snap.id)
