@@ -14,6 +14,10 @@ Every line is ``{"event": KIND, ...fields}``. Kinds:
                 ``failed``, ``verified``, ``folders``, ``bytes_written``), ``complete`` and
                 ``report`` (the path of its report file, "" when none was written); sent
                 before ``finished``
+``retention``   after a backup whose plan keeps a limited history: ``removed`` (the snapshot IDs
+                the plan's retention removed), ``kept`` (how many of the plan's snapshots from
+                this computer remain) and ``bytes_freed`` (by the prune that followed); sent
+                before ``finished``
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = frozenset({"started", "progress", "file_error", "secret", "finished", "failed", "restore_summary"})
+KINDS = frozenset(
+    {"started", "progress", "file_error", "secret", "finished", "failed", "restore_summary", "retention"}
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,9 @@ from safekeep.storage.secrets import SecretStore
 class Job:
     """One job on one destination.
 
-    ``kind``: ``backup`` (``sources``, ``excludes``, ``tags``), ``check`` (``read_data``) or
+    ``kind``: ``backup`` (``sources``, ``excludes``, ``tags``; ``retention``: the plan's
+    :class:`~safekeep.state.model.Retention` as a dict, applied to the snapshots with ``tags``
+    after the backup, see :mod:`safekeep.engine.retention`), ``check`` (``read_data``) or
     ``restore`` (``snapshot_id``, ``paths``, ``target``, ``conflict``, ``decisions``, ``flatten``,
     ``verify``; see :class:`~safekeep.core.restorer.RestoreOptions`). A restore writes its report
     (:class:`~safekeep.core.restorer.RestoreReport`) to ``report_dir/<run_id>.json`` when
@@ -51,6 +53,7 @@ class Job:
     flatten: bool = False
     verify: bool = True
     report_dir: str = ""
+    retention: Mapping[str, int] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -77,6 +80,7 @@ class Job:
                 "flatten": self.flatten,
                 "verify": self.verify,
                 "report_dir": self.report_dir,
+                "retention": dict(self.retention),
             }
         )
 
@@ -107,6 +111,7 @@ class Job:
             flatten=bool(d.get("flatten")),
             verify=bool(d.get("verify", True)),
             report_dir=str(d.get("report_dir") or ""),
+            retention={str(k): int(v) for k, v in (d.get("retention") or {}).items()},
         )
 
 

@@ -715,6 +715,7 @@ class Service:
                         sources=plan.sources,
                         excludes=plan.excludes,
                         tags=(plan_tag(plan),),
+                        retention=plan.retention.to_dict(),
                         audit_log=str(self.audit.path),
                         audit_target=target,
                     )

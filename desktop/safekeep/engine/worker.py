@@ -24,7 +24,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import IO, Any
 
@@ -40,6 +40,7 @@ from safekeep.core.restorer import ConflictPolicy, RestoreOptions, Restorer, Res
 from safekeep.engine.events import JobEvent
 from safekeep.engine.jobs import Job, storage_options
 from safekeep.engine.restore_reports import write_report
+from safekeep.engine.retention import AuditEntry, after_backup, apply_retention, keep_rules
 from safekeep.state.audit import Action, AuditLog, upload_copy
 from safekeep.state.model import DestinationResult, Outcome, SkippedFile
 from safekeep.storage.compose import open_backend
@@ -173,6 +174,30 @@ def run_backup(job: Job, emit: Emitter, cancel: CancelToken) -> DestinationResul
             )
             result = with_space_warning(job, repo, result)
             record_and_copy_audit(job, repo, result, emit, cancel)
+        if not keep_rules(job.retention).empty():
+            result = _apply_retention(job, repo, result, emit, cancel)
+    return result
+
+
+def _apply_retention(
+    job: Job, repo: Repository, result: DestinationResult, emit: Emitter, cancel: CancelToken
+) -> DestinationResult:
+    """The plan's retention after its backup (:mod:`safekeep.engine.retention`); reported as a
+    ``retention`` event and in the audit log."""
+    rules, progress = keep_rules(job.retention), _ProgressEvents(emit)
+
+    def record(entry: AuditEntry) -> None:  # a removal is recorded even when cancelled later
+        record_audit_entries(job, repo, [entry], emit, CancelToken())
+
+    result, done = after_backup(
+        result,
+        lambda: apply_retention(
+            repo, rules, job.tags, job.destination.id, progress=progress, cancel=cancel, record=record
+        ),
+    )
+    if done is not None:
+        freed = done.pruned.bytes_freed if done.pruned else 0
+        emit("retention", removed=list(done.removed), kept=done.kept, bytes_freed=freed)
     return result
 
 
@@ -212,15 +237,30 @@ def record_and_copy_audit(
     A failure here never fails the backup: it is logged, and reported to the parent as an
     ``audit`` field of the ``finished`` event so the app can warn.
     """
-    if not job.audit_log:
-        return
-    audit = AuditLog(job.audit_log)
     details: dict[str, object] = {"destination_id": job.destination.id, "snapshot": result.snapshot_id}
     if result.skipped_count:
         details["skipped"] = result.skipped_count
-    try:
-        audit.append(Action.BACKUP, target=job.audit_target, outcome=result.outcome, details=details)
+    if record_audit_entries(job, repo, [(Action.BACKUP, result.outcome.value, details)], emit, cancel):
         emit.audited = True
+
+
+def record_audit_entries(
+    job: Job,
+    repo: Repository,
+    entries: Iterable[tuple[Action, str, Mapping[str, object]]],
+    emit: Emitter,
+    cancel: CancelToken,
+) -> bool:
+    """Append ``(action, outcome, details)`` entries for the job's target, then refresh the
+    log's off-site copy; whether the entries were appended (problems go to ``emit``)."""
+    if not job.audit_log:
+        return False
+    audit = AuditLog(job.audit_log)
+    appended = False
+    try:
+        for action, outcome, details in entries:
+            audit.append(action, target=job.audit_target, outcome=outcome, details=details)
+            appended = True
         copy = upload_copy(repo, audit, cancel=cancel)
         for problem in copy.problems:
             log.warning("the audit log's off-site copy disagrees with this computer's: %s", problem.message)
@@ -228,6 +268,7 @@ def record_and_copy_audit(
     except (SafekeepError, OSError) as exc:
         log.warning("could not update the audit log or its off-site copy: %s", exc)
         emit.audit_problems.append(str(exc))
+    return appended
 
 
 def run_check(job: Job, emit: Emitter, cancel: CancelToken) -> DestinationResult:
