@@ -62,6 +62,8 @@ COMMANDS: dict[str, str] = {
     "ls": "ls",
     "restore": "restore",
     "check": "check",
+    "forget": "forget_cmd",
+    "prune": "forget_cmd",
     "cat": "cat",
     "key": "key",
     "unlock": "unlock",

@@ -55,10 +55,12 @@ PACK_FRAMING = OVERHEAD + 4  # the sealed header's IV and MAC, and its length at
 class PruneOptions:
     """``max_unused``: the share of the used size that may stay unused (0.05 = 5 %), so packs are
     not rewritten for a few stray blobs; 0 repacks every partly used pack. ``dry_run`` only
-    works out what would happen."""
+    works out what would happen; ``ignore_snapshots`` (IDs) are treated as already removed, for a
+    dry run after a dry-run forget."""
 
     max_unused: float = DEFAULT_MAX_UNUSED
     dry_run: bool = False
+    ignore_snapshots: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.max_unused < 0:
@@ -164,7 +166,8 @@ class Pruner:
     def _used_blobs(self, index: MasterIndex) -> tuple[set[bytes], set[bytes]]:
         """(trees, data blobs) that the snapshots reach; each tree is read once."""
         repo, cancel = self.repo, self.cancel
-        snaps = repo.list_snapshots(cancel=cancel)
+        ignore = self.options.ignore_snapshots
+        snaps = [s for s in repo.list_snapshots(cancel=cancel) if s.id not in ignore]
         self.summary.snapshots = len(snaps)
         trees: set[bytes] = set()
         data: set[bytes] = set()
