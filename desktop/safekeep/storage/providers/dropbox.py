@@ -539,8 +539,8 @@ class DropboxBackend:
         if tags & _QUOTA_TAGS:
             return QuotaExceeded(
                 f"Your Dropbox is full: Safekeep could not {action} {what}.",
-                hint="Free up space in Dropbox (or upgrade the plan), or remove old snapshots with "
-                "'Forget and prune' in Safekeep; the backup continues with the next run.",
+                hint="Free up space in Dropbox (or upgrade the plan), or keep fewer old backups (the "
+                "plan's retention, or 'safekeep forget --prune'); the backup continues with the next run.",
             )
         if "upload_traffic_limit_reached" in tags:
             return QuotaExceeded(

@@ -775,7 +775,8 @@ class GDriveBackend:
             return QuotaExceeded(
                 "Google Drive is full: there is no room for more backup data.",
                 hint="Free up space in Google Drive (and empty its trash) or buy more storage, then run "
-                "the backup again. Removing old snapshots (prune) also frees space.",
+                "the backup again. Keeping fewer old backups (the plan's retention, or 'safekeep forget "
+                "--prune') also frees space.",
             )
         if reasons & _DAILY_REASONS:
             return TransientStorageError(
