@@ -25,7 +25,9 @@ from safekeep.common.cancel import CancelToken
 from safekeep.common.errors import Cancelled
 from safekeep.core.archiver import backup
 from safekeep.core.checker import CheckOptions, check
+from safekeep.core.forget import KeepRules, forget, plan_forget
 from safekeep.core.format.keys import KDFParams
+from safekeep.core.prune import PruneOptions, prune
 from safekeep.core.repository import Repository, RepositoryOptions
 from safekeep.core.restorer import restore
 from safekeep.storage.base import Backend, FileType, Handle
@@ -115,6 +117,49 @@ def test_round_trip_through_the_engine_and_restic_checks_it(
     )
     assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
     assert b"no errors were found" in proc.stdout
+
+
+@pytest.mark.restic
+def test_forget_and_prune_on_s3_with_the_local_cache(
+    moto_s3: MotoS3, tmp_path: Path, restic_bin: str
+) -> None:
+    """Prune over a remote provider (ranged reads, listing sizes) with a repository cache that
+    holds copies of the index files and tree packs prune removes."""
+    location = moto_s3.location(moto_s3.plain_bucket)
+    opts = StorageOptions(provider=ProviderSettings(env=moto_s3.env()))
+    cache = str(tmp_path / "cache")
+    cached = RepositoryOptions(kdf=KDFParams(1024, 8, 1), cache_dir=cache, pack_size=1 << 20)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "old.bin").write_bytes(random.Random(1).randbytes(3 * 1024 * 1024))
+    (src / "letter.txt").write_text("Dear parish council,\n")
+    repo = Repository.init(open_backend(location, options=opts), PW, options=cached)
+    backup(repo, [str(src)])
+    repo.close()
+    (src / "old.bin").unlink()
+    repo = Repository.open(open_backend(location, options=opts), PW, options=cached)
+    repo.load_index()
+    backup(repo, [str(src)])
+    decided = plan_forget(repo.list_snapshots(), KeepRules(last=1))
+    assert forget(repo, decided.remove).removed
+    summary = prune(repo, PruneOptions(max_unused=0))
+    repo.close()
+    assert summary.bytes_freed >= 3 * 1024 * 1024 and not summary.failed
+
+    repo = Repository.open(open_backend(location, options=opts), PW, options=cached)  # the same cache
+    assert check(repo, CheckOptions(read_data=True)).ok
+    repo.close()
+    env = dict(
+        os.environ,
+        AWS_ACCESS_KEY_ID=moto_s3.access_key,
+        AWS_SECRET_ACCESS_KEY=moto_s3.secret_key,
+        AWS_DEFAULT_REGION="us-east-1",
+        RESTIC_PASSWORD=PW,
+        RESTIC_CACHE_DIR=str(tmp_path / "restic-cache"),
+    )
+    command = [restic_bin, "-r", location, "check", "--read-data"]
+    proc = subprocess.run(command, env=env, capture_output=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
 
 
 # -- multipart -------------------------------------------------------------------------------

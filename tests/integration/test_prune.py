@@ -26,6 +26,10 @@ from safekeep.core.forget import KeepRules, forget, plan_forget
 from safekeep.core.format.pack import BlobType
 from safekeep.core.format.tree import decode_tree
 from safekeep.core.prune import PruneOptions, prune
+from safekeep.core.repository import Repository
+from safekeep.storage.base import FileType
+from safekeep.storage.compose import open_backend
+from safekeep.storage.errors import PermissionDenied
 
 pytestmark = pytest.mark.restic
 
@@ -254,4 +258,40 @@ def test_restic_prunes_what_safekeep_pruned(
     restic(repo_path, "forget", "--keep-last", "1", "--prune")
     restic(repo_path, "check", "--read-data")
     shutil.rmtree(tmp_path / "restored", ignore_errors=True)
+    _restore_equals(restic, repo_path, src, tmp_path / "restored")
+
+
+class _LockedPacks:
+    """The local storage, except that pack files cannot be removed (an S3 Object Lock or a key
+    without delete permission answers the same way)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def remove(self, h: Any, *, cancel: Any = None) -> None:
+        if h.type is FileType.PACK:
+            raise PermissionDenied(f"{h.path()} is protected by Object Lock.", hint="Wait for its end.")
+        self._inner.remove(h)
+
+
+def test_packs_the_storage_refuses_to_remove_are_reported_and_removed_later(
+    two_backups: tuple[Path, Path, Any], restic: Any, tmp_path: Path
+) -> None:
+    repo_path, src, sk_repo = two_backups
+    _forget_all_but_latest(sk_repo(repo_path, create=False))
+    locked = Repository.open(_LockedPacks(open_backend(str(repo_path))), "pw")
+    try:
+        s = prune(locked, PruneOptions(max_unused=0))
+    finally:
+        locked.close()
+    assert s.failed and all(path.startswith("data/") and "Object Lock" in why for path, why in s.failed)
+    assert len(s.failed) == s.packs_removed + s.packs_repacked
+    restic(repo_path, "check", "--read-data")  # still whole: the kept packs are merely unreferenced
+    later = prune(sk_repo(repo_path, create=False), PruneOptions(max_unused=0))
+    assert later.unreferenced_packs == len(s.failed) and later.packs_removed == len(s.failed)
+    assert not later.failed
+    restic(repo_path, "check", "--read-data")
     _restore_equals(restic, repo_path, src, tmp_path / "restored")
