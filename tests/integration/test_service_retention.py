@@ -74,6 +74,9 @@ def test_old_backups_are_removed_and_their_space_freed(
     retention = [e.data for e in events if e.kind == "retention"]
     assert retention[0]["removed"] == [] and retention[0]["kept"] == 2
     assert retention[1]["removed"] == [ids[0]] and retention[1]["bytes_freed"] >= 4_900_000
+    progress = [e.data for e in events if e.kind == "progress"]
+    steps = {d["current_path"] for d in progress if d["phase"] == "retention"}
+    assert "reading trees" in steps  # the app can say "removing old backups" meanwhile
 
     entries = service.audit.verify().entries
     assert [e.action for e in entries][2:] == ["backup", "backup", "backup", "forget", "prune"]

@@ -4,7 +4,9 @@ Every line is ``{"event": KIND, ...fields}``. Kinds:
 
 ``started``     ``destination_id``, ``location``
 ``progress``    ``phase``, ``files_done``, ``files_total``, ``bytes_done``, ``bytes_total``,
-                ``errors``, ``current_path``, ``elapsed`` (numbers and a path, never prose)
+                ``errors``, ``current_path``, ``elapsed`` (numbers and a path, never prose);
+                phase ``retention``: old backups are being removed after the backup (prune's
+                step in ``current_path``)
 ``file_error``  ``path``, ``message``
 ``secret``      ``name``, ``value`` — a provider replaced a stored token (the parent writes it to
                 the keyring; the pipe is private to the two processes)

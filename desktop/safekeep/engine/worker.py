@@ -87,6 +87,14 @@ class _ProgressEvents:
         )
 
 
+class _RetentionProgress(_ProgressEvents):
+    """Prune's progress after a backup, as the phase ``retention`` (the app shows "removing old
+    backups"); prune's own step is in ``current_path``."""
+
+    def progress(self, p: Progress) -> None:
+        super().progress(replace(p, phase="retention", current_path=p.phase))
+
+
 class _ReportingStore:
     """The destination's secrets as the provider sees them; changes go back to the parent."""
 
@@ -184,7 +192,7 @@ def _apply_retention(
 ) -> DestinationResult:
     """The plan's retention after its backup (:mod:`safekeep.engine.retention`); reported as a
     ``retention`` event and in the audit log."""
-    rules, progress = keep_rules(job.retention), _ProgressEvents(emit)
+    rules, progress = keep_rules(job.retention), _RetentionProgress(emit)
 
     def record(entry: AuditEntry) -> None:  # a removal is recorded even when cancelled later
         record_audit_entries(job, repo, [entry], emit, CancelToken())
