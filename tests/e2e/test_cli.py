@@ -40,16 +40,23 @@ def run_cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.
     )
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
+def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """This environment without Safekeep's and restic's variables, plus the repository
+    ``tmp_path/repo``, its password, the cheap test scrypt parameters and ``extra``."""
     e = {k: v for k, v in os.environ.items() if not k.startswith(("SAFEKEEP_", "RESTIC_"))}
     e.update(
         SAFEKEEP_REPOSITORY=str(tmp_path / "repo"),
         SAFEKEEP_PASSWORD=PASSWORD,
         SAFEKEEP_TEST_KDF=TEST_KDF,
         PYTHONUNBUFFERED="1",
+        **extra,
     )
     return e
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return cli_env(tmp_path)
 
 
 @pytest.fixture

@@ -4,29 +4,19 @@ runs that change nothing, the audit log entries, and restic checking the result.
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.e2e.test_cli import PASSWORD, TEST_KDF, json_lines, run_cli
+from tests.e2e.test_cli import PASSWORD, cli_env, json_lines, run_cli
 
 pytestmark = pytest.mark.restic
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("SAFEKEEP_", "RESTIC_"))}
-    e.update(
-        SAFEKEEP_REPOSITORY=str(tmp_path / "repo"),
-        SAFEKEEP_PASSWORD=PASSWORD,
-        SAFEKEEP_TEST_KDF=TEST_KDF,
-        SAFEKEEP_HOME=str(tmp_path / "home"),
-        SAFEKEEP_SECRETS="file",
-        PYTHONUNBUFFERED="1",
-    )
-    return e
+    return cli_env(tmp_path, SAFEKEEP_HOME=str(tmp_path / "home"), SAFEKEEP_SECRETS="file")
 
 
 @pytest.fixture

@@ -3,24 +3,15 @@ the summary of what went where (``-v`` lists each item), run as a subprocess."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-from tests.e2e.test_cli import PASSWORD, TEST_KDF, json_lines, run_cli
+from tests.e2e.test_cli import cli_env, json_lines, run_cli
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("SAFEKEEP_", "RESTIC_"))}
-    e.update(
-        SAFEKEEP_REPOSITORY=str(tmp_path / "repo"),
-        SAFEKEEP_PASSWORD=PASSWORD,
-        SAFEKEEP_TEST_KDF=TEST_KDF,
-        SAFEKEEP_HOME=str(tmp_path / "home"),
-        PYTHONUNBUFFERED="1",
-    )
-    return e
+    return cli_env(tmp_path, SAFEKEEP_HOME=str(tmp_path / "home"))
 
 
 @pytest.fixture

@@ -309,14 +309,7 @@ def test_copy_through_s3(moto_s3: MotoS3, tmp_path: Path, restic_bin: str) -> No
     ]
     assert keys == [f"{prefix}/safekeep/{second.name}"]
 
-    env = dict(
-        os.environ,
-        AWS_ACCESS_KEY_ID=moto_s3.access_key,
-        AWS_SECRET_ACCESS_KEY=moto_s3.secret_key,
-        AWS_DEFAULT_REGION="us-east-1",
-        RESTIC_PASSWORD=PW,
-        RESTIC_CACHE_DIR=str(tmp_path / "restic-cache"),
-    )
+    env = dict(os.environ, **moto_s3.env(RESTIC_PASSWORD=PW, RESTIC_CACHE_DIR=str(tmp_path / "restic-cache")))
     proc = subprocess.run(
         [restic_bin, "-r", location, "check", "--read-data"],
         env=env,

@@ -100,14 +100,7 @@ def test_round_trip_through_the_engine_and_restic_checks_it(
     packs = client.list_objects_v2(Bucket=moto_s3.plain_bucket, Prefix=f"{prefix}/data/")["Contents"]
     assert any("-" in p["ETag"] for p in packs)
 
-    env = dict(
-        os.environ,
-        AWS_ACCESS_KEY_ID=moto_s3.access_key,
-        AWS_SECRET_ACCESS_KEY=moto_s3.secret_key,
-        AWS_DEFAULT_REGION="us-east-1",
-        RESTIC_PASSWORD=PW,
-        RESTIC_CACHE_DIR=str(tmp_path / "restic-cache"),
-    )
+    env = dict(os.environ, **moto_s3.env(RESTIC_PASSWORD=PW, RESTIC_CACHE_DIR=str(tmp_path / "restic-cache")))
     proc = subprocess.run(
         [restic_bin, "-r", location, "check", "--read-data"],
         env=env,
@@ -149,14 +142,7 @@ def test_forget_and_prune_on_s3_with_the_local_cache(
     repo = Repository.open(open_backend(location, options=opts), PW, options=cached)  # the same cache
     assert check(repo, CheckOptions(read_data=True)).ok
     repo.close()
-    env = dict(
-        os.environ,
-        AWS_ACCESS_KEY_ID=moto_s3.access_key,
-        AWS_SECRET_ACCESS_KEY=moto_s3.secret_key,
-        AWS_DEFAULT_REGION="us-east-1",
-        RESTIC_PASSWORD=PW,
-        RESTIC_CACHE_DIR=str(tmp_path / "restic-cache"),
-    )
+    env = dict(os.environ, **moto_s3.env(RESTIC_PASSWORD=PW, RESTIC_CACHE_DIR=str(tmp_path / "restic-cache")))
     command = [restic_bin, "-r", location, "check", "--read-data"]
     proc = subprocess.run(command, env=env, capture_output=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()

@@ -37,7 +37,7 @@ from safekeep.common.cancel import NEVER, CancelToken
 from safekeep.common.progress import NULL_PROGRESS, Progress, ProgressSink, Throttle
 from safekeep.core.crypto import OVERHEAD
 from safekeep.core.errors import IntegrityError
-from safekeep.core.format.index import BlobEntry, IndexFormatError, decode_index_entries, encode_index
+from safekeep.core.format.index import BlobEntry, encode_index
 from safekeep.core.format.pack import COMPRESSED_ENTRY_SIZE, ENTRY_SIZE, BlobType, PackedBlob
 from safekeep.core.format.tree import decode_tree_lazy
 from safekeep.core.index import MasterIndex
@@ -146,22 +146,8 @@ class Pruner:
     # ------------------------------------------------------------------ reading
 
     def _index_files(self) -> dict[str, list[tuple[str, list[BlobEntry]]]]:
-        repo, cancel = self.repo, self.cancel
-        names = sorted(i.name for i in repo.backend.list(FileType.INDEX, cancel=cancel))
-
-        def one(name: str) -> list[tuple[str, list[BlobEntry]]]:
-            cancel.raise_if_cancelled()
-            raw = repo.load_unpacked(FileType.INDEX, name, cancel=cancel)
-            try:
-                return list(decode_index_entries(raw))
-            except IndexFormatError as exc:
-                raise IntegrityError(
-                    f"index/{name} is malformed ({exc}); prune stopped without changing anything."
-                ) from exc
-
-        workers = max(2, repo.backend.properties.connections)
-        with concurrent.futures.ThreadPoolExecutor(workers, "safekeep-prune-index") as ex:
-            return dict(zip(names, ex.map(one, names), strict=True))
+        names = sorted(i.name for i in self.repo.backend.list(FileType.INDEX, cancel=self.cancel))
+        return dict(self.repo.read_index_files(names, cancel=self.cancel))
 
     def _used_blobs(self, index: MasterIndex) -> tuple[set[bytes], set[bytes]]:
         """(trees, data blobs) that the snapshots reach; each tree is read once."""

@@ -31,7 +31,7 @@ import queue
 import socket
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -397,6 +397,17 @@ class Repository:
         names = [i.name for i in self.backend.list(FileType.INDEX, cancel=cancel)]
         if self.cache is not None:
             self.cache.prune(FileType.INDEX, set(names))
+        for _, packs in self.read_index_files(names, cancel=cancel):
+            for pack_id, entries in packs:
+                self.index.add_entries(pack_id, entries)
+        self.index_loaded = True
+        if self.cache is not None:
+            self.cache.prune(FileType.PACK, self.index.pack_ids())
+
+    def read_index_files(
+        self, names: list[str], *, cancel: CancelToken = NEVER
+    ) -> Iterator[tuple[str, list[tuple[str, list[BlobEntry]]]]]:
+        """Each index file of ``names`` (read in parallel, in order) with its packs' entries."""
 
         def one(name: str) -> list[tuple[str, list[BlobEntry]]]:
             cancel.raise_if_cancelled()
@@ -408,12 +419,7 @@ class Repository:
 
         workers = max(2, self.backend.properties.connections)
         with concurrent.futures.ThreadPoolExecutor(workers, "safekeep-index") as ex:
-            for packs in ex.map(one, names):
-                for pack_id, entries in packs:
-                    self.index.add_entries(pack_id, entries)
-        self.index_loaded = True
-        if self.cache is not None:
-            self.cache.prune(FileType.PACK, self.index.pack_ids())
+            yield from zip(names, ex.map(one, names), strict=True)
 
     def ensure_index(self, *, cancel: CancelToken = NEVER) -> None:
         """Load the index unless it was already loaded."""
