@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QPushButton
+from PySide6.QtWidgets import QLabel, QPushButton
 from pytestqt.qtbot import QtBot
 
 from safekeep.engine.service import Service
@@ -17,7 +17,7 @@ from safekeep.gui.background import Background
 from safekeep.gui.main_window import MainWindow
 from safekeep.gui.plan_editor import PlanEditor, preset_of
 from safekeep.gui.settings_view import SettingsView
-from safekeep.gui.wizard.draft import SchedulePreset, triggers_for
+from safekeep.gui.wizard.draft import DEFAULT_RETENTION, SchedulePreset, triggers_for
 from safekeep.state.model import Trigger
 from tests.gui.test_tray import make_plan
 
@@ -117,6 +117,8 @@ def test_plan_editor_changes_folders_exclusions_and_schedule(
     window.tabs.setCurrentWidget(window.settings)
     qtbot.waitUntil(lambda: bool(window.settings.plans), timeout=WAIT_MS)
     assert window.settings.uploads  # the destination's row is there
+    plan_label = window.settings.findChild(QLabel, f"plan-{plan.id}")
+    assert plan_label is not None and "Keeps every backup (nothing is removed)" in plan_label.text()
     qtbot.waitUntil(
         lambda: (
             (b := window.settings.findChild(QPushButton, f"edit-{plan.id}")) is not None and b.isVisible()
@@ -136,6 +138,11 @@ def test_plan_editor_changes_folders_exclusions_and_schedule(
     assert editor.grab().save(str(screenshots / "plan-editor-sources.png"))
     editor.next()
     editor.schedule.options[SchedulePreset.HOURLY].click()
+    keep = editor.schedule.retention
+    assert keep.choice.currentData() == "everything"  # the plan keeps every backup so far
+    assert "nothing is ever removed" in keep.summary.text()
+    keep.choice.setCurrentIndex(keep.choice.findData("recommended"))
+    qtbot.wait(50)  # the longer description's layout is applied by the event loop
     assert editor.grab().save(str(screenshots / "plan-editor-schedule.png"))
     with qtbot.waitSignal(window.plans_changed, timeout=WAIT_MS):
         editor.button(editor.WizardButton.FinishButton).click()
@@ -143,6 +150,7 @@ def test_plan_editor_changes_folders_exclusions_and_schedule(
     assert saved.sources == (str(home / "Documents"), str(home / "Desktop"))
     assert "*.bak" in saved.excludes
     assert saved.triggers == triggers_for(SchedulePreset.HOURLY)
+    assert saved.retention == DEFAULT_RETENTION
     assert saved.destination_ids == plan.destination_ids
     assert engine.audit.verify().entries[-1].action == "plan-change"
     window.close()

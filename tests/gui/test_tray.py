@@ -64,6 +64,9 @@ def test_tooltip_says_progress_last_and_next_run() -> None:
     text = tooltip_text(running, now)
     assert "Backing up" in text and "25%" in text and "250.0 MB of 1.0 GB" in text
     assert "last backup" in text and "2 hours ago" in text
+    cleaning = RunProgress("d1", "retention", 3, -1, 0, -1, "reading trees")
+    text = tooltip_text(TrayView([_status(Outcome.RUNNING, running=True, progress=cleaning)], {}, None), now)
+    assert "removing old backups" in text and "%" not in text
     failed = TrayView([_status(Outcome.FAILED)], {"p1": now.replace(hour=22, minute=0)}, None)
     text = tooltip_text(failed, now)
     assert "A backup failed" in text and "The disk is full." in text

@@ -22,7 +22,7 @@ from safekeep.gui.background import Background
 from safekeep.gui.wizard import PageId, SetupWizard
 from safekeep.gui.wizard.draft import SchedulePreset
 from safekeep.gui.wizard.forms import LocalForm, S3Form, SftpForm
-from safekeep.state.model import Outcome, Run
+from safekeep.state.model import Outcome, Retention, Run
 from tests.servers.sshd import SshServer
 
 WAIT_MS = 60_000
@@ -123,12 +123,22 @@ def test_local_folder_to_first_backup(
 
     assert wizard.currentId() == PageId.SCHEDULE
     wizard.schedule.options[SchedulePreset.NIGHTLY].click()
+    keep = wizard.schedule.retention
+    assert keep.choice.currentData() == "recommended" and not keep.custom.isVisible()
+    assert "24 hourly, 7 daily" in keep.summary.text()
     shot(wizard, screenshots, "wizard-08-schedule")
+    keep.choice.setCurrentIndex(keep.choice.findData("custom"))
+    assert keep.custom.isVisible() and keep.counts["keep_daily"].value() == 7  # starts from the advice
+    keep.counts["keep_daily"].setValue(14)
+    keep.counts["keep_hourly"].setValue(0)
+    assert "the last 14 daily, 5 weekly" in keep.summary.text()
+    shot(wizard, screenshots, "wizard-08-schedule-custom-retention")
     click_next(qtbot, wizard)
 
     assert wizard.currentId() == PageId.SUMMARY
     assert str(target) in wizard.summary.details.text()
     assert "Every night at 22:00" in wizard.summary.details.text()
+    assert "the last 14 daily, 5 weekly, 12 monthly and 5 yearly backups" in wizard.summary.details.text()
     wizard.summary.name.setText("Office files")
     shot(wizard, screenshots, "wizard-09-summary")
     click_next(qtbot, wizard)
@@ -145,6 +155,7 @@ def test_local_folder_to_first_backup(
     assert plan.sources == (str(home / "Documents"), str(home / "Desktop"))
     assert "*.bak" in plan.excludes
     assert [t.kind for t in plan.triggers] == ["daily"]
+    assert plan.retention == Retention(keep_daily=14, keep_weekly=5, keep_monthly=12, keep_yearly=5)
     (dest,) = engine.destinations()
     assert dest.location == str(target)
     assert engine.destination_password(dest) == phrase

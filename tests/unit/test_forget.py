@@ -8,6 +8,7 @@ import pytest
 
 from safekeep.core.forget import KeepRules, apply_policy, group_key, plan_forget
 from safekeep.core.format.snapshot import Snapshot
+from safekeep.state.model import Retention
 
 
 def _snap(n: int, t: datetime, host: str = "pc", paths: tuple[str, ...] = ("/data",)) -> Snapshot:
@@ -68,3 +69,13 @@ def test_invalid_rules_and_groupings_are_refused() -> None:
     with pytest.raises(ValueError, match="cannot group by colour"):
         group_key(_every_six_hours(1)[0], frozenset({"colour"}))
     assert KeepRules(hourly=24, daily=-1).describe() == "keep 24 hourly, all daily snapshots"
+
+
+def test_a_plans_retention_in_plain_words() -> None:
+    assert Retention().describe() == "every backup (nothing is removed)"
+    assert Retention(keep_last=10).describe() == "the last 10 backups"
+    assert Retention(keep_daily=7).describe() == "the last 7 daily backups"
+    recommended = Retention(keep_hourly=24, keep_daily=7, keep_weekly=5, keep_monthly=12, keep_yearly=5)
+    assert recommended.describe() == "the last 24 hourly, 7 daily, 5 weekly, 12 monthly and 5 yearly backups"
+    mixed = Retention(keep_last=3, keep_daily=7, keep_monthly=-1)
+    assert mixed.describe() == "the last 3 backups and the last 7 daily and all monthly backups"

@@ -104,10 +104,13 @@ class PlanCard(QFrame):
             text.addWidget(QLabel(self.tr("Next backup: {when}").format(when=texts.when(next_run, now))))
         if status.progress is not None and status.state is Outcome.RUNNING:
             p = status.progress
-            done = texts.size(p.bytes_done) + (
-                f" / {texts.size(p.bytes_total)}" if p.bytes_total >= 0 else ""
-            )
-            text.addWidget(QLabel(self.tr("{files} files, {size}").format(files=p.files_done, size=done)))
+            if p.phase == "retention":
+                text.addWidget(QLabel(self.tr("Removing old backups the plan no longer keeps…")))
+            else:
+                done = texts.size(p.bytes_done) + (
+                    f" / {texts.size(p.bytes_total)}" if p.bytes_total >= 0 else ""
+                )
+                text.addWidget(QLabel(self.tr("{files} files, {size}").format(files=p.files_done, size=done)))
         if status.last_run is not None:
             size = sum(r.bytes for r in status.last_run.results)
             if size:

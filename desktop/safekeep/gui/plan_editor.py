@@ -67,6 +67,7 @@ class PlanEditor(QWizard):
             schedule=preset,
             triggers=plan.triggers,
             plan_name=plan.name,
+            retention=plan.retention,
         )
         self.ctx = WizardContext(draft, engine, background, home or Path.home())
         self.sources = SourcesPage(self.ctx)
@@ -91,6 +92,7 @@ class PlanEditor(QWizard):
             sources=tuple(d.sources),
             excludes=tuple(x for x in (e.strip() for e in d.excludes) if x),
             triggers=d.triggers,
+            retention=d.retention,
         )
 
     def accept(self) -> None:

@@ -87,7 +87,9 @@ def tooltip_text(snap: TrayView, now: datetime) -> str:
         prefix = f"{st.plan.name}: " if len(snap.statuses) > 1 else ""
         if st.running_id:
             p = st.progress
-            if p is not None and p.bytes_total > 0:
+            if p is not None and p.phase == "retention":
+                lines.append(prefix + texts.tr("removing old backups"))
+            elif p is not None and p.bytes_total > 0:
                 percent = int(100 * min(p.bytes_done, p.bytes_total) / p.bytes_total)
                 lines.append(
                     prefix

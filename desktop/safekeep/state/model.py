@@ -139,6 +139,29 @@ class Retention:
     def keeps_everything(self) -> bool:
         return not any(getattr(self, f.name) for f in fields(self))
 
+    def describe(self) -> str:
+        """In plain words, e.g. "the last 24 hourly, 7 daily and 12 monthly backups"."""
+        if self.keeps_everything():
+            return "every backup (nothing is removed)"
+        periods = [
+            f"{'all' if n == -1 else n} {word}"
+            for word, n in (
+                ("hourly", self.keep_hourly),
+                ("daily", self.keep_daily),
+                ("weekly", self.keep_weekly),
+                ("monthly", self.keep_monthly),
+                ("yearly", self.keep_yearly),
+            )
+            if n
+        ]
+        listed = (
+            ", ".join(periods[:-1]) + (" and " if len(periods) > 1 else "") + (periods[-1] if periods else "")
+        )
+        if not self.keep_last:
+            return f"the last {listed} backups"
+        last = "every backup" if self.keep_last == -1 else f"the last {self.keep_last} backups"
+        return f"{last} and the last {listed} backups" if periods else last
+
     def to_dict(self) -> dict[str, int]:
         return {f.name: int(getattr(self, f.name)) for f in fields(self)}
 

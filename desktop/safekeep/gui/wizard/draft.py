@@ -91,6 +91,7 @@ class SetupDraft:
     triggers: tuple[Trigger, ...] = field(default_factory=lambda: triggers_for(SchedulePreset.ON_CHANGE))
     plan_name: str = ""
     kit_saved_to: str = ""
+    retention: Retention = DEFAULT_RETENTION
 
     def plan(self, destination_id: str, plan_id: str | None = None) -> Plan:
         return Plan(
@@ -100,5 +101,5 @@ class SetupDraft:
             destination_ids=(destination_id,),
             excludes=tuple(p for p in (x.strip() for x in self.excludes) if p),
             triggers=self.triggers,
-            retention=DEFAULT_RETENTION,
+            retention=self.retention,
         )

@@ -8,6 +8,7 @@ from PySide6.QtCore import Qt, QTime
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
+    QComboBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -20,6 +21,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
+    QSpinBox,
     QTimeEdit,
     QVBoxLayout,
     QWidget,
@@ -29,10 +31,10 @@ from PySide6.QtWidgets import (
 from safekeep.common.errors import SafekeepError
 from safekeep.engine.events import JobEvent
 from safekeep.gui import texts
-from safekeep.gui.wizard.draft import Mode, SchedulePreset, suggested_folders, triggers_for
+from safekeep.gui.wizard.draft import DEFAULT_RETENTION, Mode, SchedulePreset, suggested_folders, triggers_for
 from safekeep.gui.wizard.page import Page
 from safekeep.gui.wizard.pages_storage import WizardContext, wrapped
-from safekeep.state.model import Destination, Outcome, Plan, Reason, Run
+from safekeep.state.model import Destination, Outcome, Plan, Reason, Retention, Run
 
 
 class SourcesPage(Page):
@@ -117,6 +119,91 @@ class SourcesPage(Page):
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
+class RetentionBox(QGroupBox):
+    """How long old backups are kept: the recommended policy, everything, or custom counts."""
+
+    RECOMMENDED, EVERYTHING, CUSTOM = "recommended", "everything", "custom"
+    FIELDS = (
+        ("keep_last", "Most recent"),
+        ("keep_hourly", "Hourly"),
+        ("keep_daily", "Daily"),
+        ("keep_weekly", "Weekly"),
+        ("keep_monthly", "Monthly"),
+        ("keep_yearly", "Yearly"),
+    )
+
+    def __init__(self, retention: Retention, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setTitle(self.tr("How long to keep old backups"))
+        layout = QVBoxLayout(self)
+        self.choice = QComboBox()
+        self.choice.setObjectName("retention-choice")
+        self.choice.addItem(self.tr("Recommended"), self.RECOMMENDED)
+        self.choice.addItem(self.tr("Keep every backup"), self.EVERYTHING)
+        self.choice.addItem(self.tr("Custom"), self.CUSTOM)
+        layout.addWidget(self.choice)
+        self.custom = QWidget()
+        row = QHBoxLayout(self.custom)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.counts: dict[str, QSpinBox] = {}
+        for name, label in self.FIELDS:
+            box = QSpinBox()
+            box.setObjectName(f"retention-{name}")
+            box.setRange(0, 999)
+            box.valueChanged.connect(self._describe)
+            self.counts[name] = box
+            row.addWidget(QLabel(self.tr(label)))
+            row.addWidget(box)
+        row.addStretch(1)
+        layout.addWidget(self.custom)
+        self.summary = wrapped("")
+        self.summary.setObjectName("retention-summary")
+        layout.addWidget(self.summary)
+        self.choice.currentIndexChanged.connect(self._chosen)
+        self.set_retention(retention)
+
+    def set_retention(self, retention: Retention) -> None:
+        if retention == DEFAULT_RETENTION:
+            key = self.RECOMMENDED
+        elif retention.keeps_everything():
+            key = self.EVERYTHING
+        else:
+            key = self.CUSTOM
+        for name, _ in self.FIELDS:
+            self.counts[name].setValue(max(0, getattr(retention, name)))
+        self.choice.setCurrentIndex(self.choice.findData(key))
+        self._chosen()
+
+    def retention(self) -> Retention:
+        key = self.choice.currentData()
+        if key == self.RECOMMENDED:
+            return DEFAULT_RETENTION
+        if key == self.EVERYTHING:
+            return Retention()
+        return Retention(**{name: box.value() for name, box in self.counts.items()})
+
+    def _chosen(self) -> None:
+        custom = self.choice.currentData() == self.CUSTOM
+        self.custom.setVisible(custom)
+        if custom and self.retention().keeps_everything():
+            for name, value in DEFAULT_RETENTION.to_dict().items():  # a starting point to adjust
+                self.counts[name].setValue(value)
+        self._describe()
+
+    def _describe(self) -> None:
+        r = self.retention()
+        if r.keeps_everything():
+            text = self.tr(
+                "Every backup is kept: nothing is ever removed, so the backup storage keeps growing."
+            )
+        else:
+            text = self.tr(
+                "Kept: {what}. After each backup, older backups are removed automatically and the "
+                "space they used is freed; the newest backup is always kept."
+            ).format(what=r.describe())
+        self.summary.setText(text)
+
+
 class SchedulePage(Page):
     def __init__(self, ctx: WizardContext) -> None:
         super().__init__()
@@ -165,6 +252,8 @@ class SchedulePage(Page):
                 )
             )
         )
+        self.retention = RetentionBox(ctx.draft.retention)
+        layout.addWidget(self.retention)
         layout.addStretch(1)
         self.options[ctx.draft.schedule].setChecked(True)
         self._toggled()
@@ -188,6 +277,7 @@ class SchedulePage(Page):
             time=self.time.time().toString("HH:mm"),
             weekdays=tuple(i for i, cb in enumerate(self.days) if cb.isChecked()),
         )
+        d.retention = self.retention.retention()
         return True
 
 
@@ -247,13 +337,7 @@ class SummaryPage(Page):
             (self.tr("Folders"), "<br/>".join(_esc(s) for s in d.sources)),
             (self.tr("Left out"), _esc(", ".join(d.excludes)) or self.tr("nothing")),
             (self.tr("When"), _esc(describe_triggers(self, d.schedule, d.triggers))),
-            (
-                self.tr("Kept"),
-                self.tr(
-                    "every hourly backup for a day, daily ones for a week, weekly ones for five "
-                    "weeks, monthly ones for a year, yearly ones for five years"
-                ),
-            ),
+            (self.tr("Kept"), _esc(d.retention.describe())),
         ]
         html = "<table cellpadding='3'>" + "".join(
             f"<tr><td valign='top'><b>{_esc(k)}</b></td><td>{v}</td></tr>" for k, v in rows
