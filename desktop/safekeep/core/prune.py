@@ -238,7 +238,8 @@ class Pruner:
         s.unreferenced_packs = len(unreferenced)
         s.unused_bytes = sum(p.unused_bytes for p in packs.values()) + sum(sizes[i] for i in unreferenced)
 
-        remove = {i for i, p in packs.items() if not p.used} | unreferenced
+        # (an indexed pack whose file is gone is only dropped from the index: run() adds it)
+        remove = {i for i, p in packs.items() if p.size and not p.used} | unreferenced
         partly = sorted(
             (p for p in packs.values() if p.used and p.unused_bytes),
             key=lambda p: (-p.unused_bytes / p.size, p.pack_id),
