@@ -37,6 +37,38 @@ def test_round_trip_file_metadata(tmp_path: Path) -> None:
         assert os.getxattr(dst, name) == value
 
 
+def test_metadata_through_a_descriptor(tmp_path: Path) -> None:
+    """The restorer applies a file's metadata through its open descriptor, before the file is
+    renamed: the result is the same, and the path given names the file in warnings."""
+    src = tmp_path / "src"
+    src.write_text("x")
+    os.chmod(src, 0o640)
+    os.utime(src, ns=(3_000_000_001, 4_000_000_002))
+    node = node_from_path(str(src), b"src", os.lstat(src), with_atime=True)
+    try:
+        os.setxattr(src, "user.k", b"through fd")
+        node.extended_attributes = [(b"user.k", b"through fd")]
+    except OSError:
+        pass
+    dst = tmp_path / "dst"
+    fd = os.open(dst, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, b"x")
+        assert apply_metadata(str(tmp_path / "shown-name"), node, fd=fd) == []
+        node.extended_attributes = [(b"nonamespace.k", b"v")]  # no such namespace: refused
+        warnings = apply_metadata(str(tmp_path / "shown-name"), node, fd=fd)
+    finally:
+        os.close(fd)
+    st = os.lstat(dst)
+    assert stat.S_IMODE(st.st_mode) == 0o640
+    assert (st.st_atime_ns, st.st_mtime_ns) == (3_000_000_001, 4_000_000_002)
+    assert (st.st_uid, st.st_gid) == (node.uid, node.gid)
+    if hasattr(os, "getxattr") and os.listxattr(src):
+        assert os.getxattr(dst, "user.k") == b"through fd"
+    assert not (tmp_path / "shown-name").exists()
+    assert len(warnings) == 1 and "shown-name" in warnings[0]
+
+
 def test_directory_sticky_and_times(tmp_path: Path) -> None:
     d = tmp_path / "d"
     d.mkdir()

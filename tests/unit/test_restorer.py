@@ -131,9 +131,15 @@ def _node(name: bytes, kind: str, **kw: Any) -> Node:
     return Node(name=name, type=kind, mtime=t, atime=t, ctime=t, **kw)
 
 
-def _crafted(repo: Repository, files: dict[bytes, list[bytes]], bad: dict[bytes, bytes] | None = None) -> Any:
+def _crafted(
+    repo: Repository,
+    files: dict[bytes, list[bytes]],
+    bad: dict[bytes, bytes] | None = None,
+    sizes: dict[bytes, int] | None = None,
+) -> Any:
     """A snapshot whose root holds ``files`` (name -> its chunks, in order); ``bad`` stores the
-    named chunk's bytes under the ID of other bytes (a valid MAC, a wrong SHA-256)."""
+    named chunk's bytes under the ID of other bytes (a valid MAC, a wrong SHA-256); ``sizes``
+    gives a file a size in its node other than its chunks' total."""
     nodes = []
     for name, chunks in files.items():
         ids = []
@@ -142,7 +148,8 @@ def _crafted(repo: Repository, files: dict[bytes, list[bytes]], bad: dict[bytes,
             ids.append(repo.save_blob(BlobType.DATA, forged, blob_id=sha256(c)).id if forged else sha256(c))
             if not forged:
                 repo.save_blob(BlobType.DATA, c)
-        nodes.append(_node(name, "file", content=ids, size=sum(map(len, chunks))))
+        size = (sizes or {}).get(name, sum(map(len, chunks)))
+        nodes.append(_node(name, "file", content=ids, size=size))
     tree = repo.save_blob(BlobType.TREE, encode_tree(sorted(nodes, key=lambda n: n.name))).id
     repo.flush()
     snap = Snapshot(time=datetime(2026, 1, 1, tzinfo=UTC), tree=tree, paths=["/x"], hostname="h")
@@ -171,6 +178,22 @@ def test_many_chunks_across_read_blocks_and_shared_chunks(
     assert s.errors == []
     assert _all_files(out) == {n.decode(): b"".join(c) for n, c in files.items()}
     assert s.verified == (len(files) if verify else 0)
+    assert _leftovers(out) == []
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_a_file_whose_data_falls_short_of_its_size_fails(tmp_path: Path, verify: bool) -> None:
+    """The size in the backup is checked against what was written (the end of the furthest write)."""
+    rng = random.Random(9)
+    files = {b"short": [rng.randbytes(1000), rng.randbytes(500)], b"fine": [rng.randbytes(800)]}
+    repo = Repository.init(MemoryBackend(), "pw", options=RepositoryOptions(kdf=CHEAP))
+    snap = _crafted(repo, files, sizes={b"short": 1600})
+    out = tmp_path / "out"
+    s = restore(repo, snap, str(out), RestoreOptions(verify=verify))
+    assert [(os.path.basename(p), m) for p, m in s.errors] == [
+        ("short", f"{out / 'short'}: restored 1500 bytes but the backup says 1600")
+    ]
+    assert _all_files(out) == {"fine": files[b"fine"][0]}
     assert _leftovers(out) == []
 
 

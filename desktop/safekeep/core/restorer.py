@@ -366,7 +366,7 @@ def _exists(path: bytes) -> os.stat_result | None:
 class _FileJob:
     """One file to restore: its blobs still to write, under ``lock`` (workers write in parallel)."""
 
-    __slots__ = ("action", "created", "failed", "lock", "node", "path", "remaining", "shown", "tmp")
+    __slots__ = ("action", "created", "end", "failed", "lock", "node", "path", "remaining", "shown", "tmp")
 
     def __init__(self, path: bytes, node: Node, blobs: int, shown: str, action: Action) -> None:
         self.path = path
@@ -377,6 +377,7 @@ class _FileJob:
         self.remaining = blobs
         self.failed = False
         self.created = False  # the temporary file exists
+        self.end = 0  # the end of the furthest write: the size of the (new, empty) temporary file
         self.lock = threading.Lock()
 
 
@@ -728,9 +729,10 @@ class Restorer:
             self._placed(shown, placed[0], placed[1], 0, verified=self.options.verify)
 
     def _place(
-        self, tmp: bytes, path: bytes, node: Node, shown: str, action: Action
+        self, tmp: bytes, path: bytes, node: Node, shown: str, action: Action, *, meta: bool = True
     ) -> tuple[bytes, Action] | None:
-        """Rename ``tmp`` to ``path`` and apply the metadata; None if it was not placed.
+        """Rename ``tmp`` to ``path`` and apply the metadata (``meta``: not applied to ``tmp``
+        already); None if it was not placed.
 
         Something that appeared at ``path`` since the plan is overwritten only under the
         overwrite policy; else the item fails and what appeared is left alone.
@@ -750,7 +752,8 @@ class Restorer:
             except FileNotFoundError:
                 pass
             raise
-        self._meta(path, node)
+        if meta:
+            self._meta(path, node)
         return path, action
 
     def _placed(
@@ -781,8 +784,8 @@ class Restorer:
                 RestoredItem(shown, os.fsdecode(path), action.value, size, verified, error)
             )
 
-    def _meta(self, path: bytes, node: Node) -> None:
-        for warning in apply_metadata(path, node):
+    def _meta(self, path: bytes, node: Node, fd: int | None = None) -> None:
+        for warning in apply_metadata(path, node, fd=fd):
             log.info("restore metadata: %s", warning)
 
     # ------------------------------------------------------------------ fetching
@@ -914,10 +917,12 @@ class Restorer:
                 job.created = True
                 try:
                     _pwrite_all(fd, data, offset)
+                    job.end = max(job.end, offset + len(data))
                     job.remaining -= 1
                     done = job.remaining == 0
                     if done:
                         self._check(job, fd)
+                        self._meta(job.path, job.node, fd)  # through the descriptor, before its name
                 finally:
                     os.close(fd)
         except Cancelled:
@@ -936,8 +941,11 @@ class Restorer:
         self._report()
 
     def _check(self, job: _FileJob, fd: int) -> None:
-        """All of ``job``'s data is written to ``fd``: check its size, and re-read it (``verify``)."""
-        size = os.fstat(fd).st_size
+        """All of ``job``'s data is written to ``fd``: check its size, and re-read it (``verify``).
+
+        The file was created empty (``O_EXCL``) and only this restore wrote to it, so its size is
+        the end of the furthest write (no ``fstat`` needed)."""
+        size = job.end
         if size != job.node.size:
             raise RestoreError(
                 f"{os.fsdecode(job.path)}: restored {size} bytes but the backup says {job.node.size}"
@@ -948,7 +956,7 @@ class Restorer:
     def _complete(self, job: _FileJob) -> None:
         """``job``'s temporary file is written and checked: give it its real name."""
         try:
-            placed = self._place(job.tmp, job.path, job.node, job.shown, job.action)
+            placed = self._place(job.tmp, job.path, job.node, job.shown, job.action, meta=False)
         except (OSError, SafekeepError) as exc:
             self._fail(job, exc)
             return

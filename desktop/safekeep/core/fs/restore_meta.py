@@ -22,33 +22,50 @@ from safekeep.core.format.tree import Node, st_mode_perm_from_go_mode
 __all__ = ["apply_metadata"]
 
 
-def apply_metadata(path: str | bytes, node: Node, *, follow_symlinks: bool = False) -> list[str]:
-    """Restore owner, mode, xattrs and atime/mtime (ns) of ``node`` onto ``path``; return warnings."""
+def apply_metadata(
+    path: str | bytes, node: Node, *, follow_symlinks: bool = False, fd: int | None = None
+) -> list[str]:
+    """Restore owner, mode, xattrs and atime/mtime (ns) of ``node`` onto ``path``; return warnings.
+
+    ``fd``: an open descriptor of ``path`` (a regular file): each change goes through it where the
+    platform allows, which spares the kernel a path lookup per change; ``path`` still names the
+    file in warnings.
+    """
     warnings: list[str] = []
     shown = os.fsdecode(path)
     is_link = node.type == "symlink" and not follow_symlinks
 
+    def target(func: object) -> tuple[str | bytes | int, dict[str, bool]]:
+        # os.setxattr takes a descriptor too, though os.supports_fd does not list it
+        if fd is not None and (func in os.supports_fd or func is getattr(os, "setxattr", None)):
+            return fd, {}
+        return path, {"follow_symlinks": follow_symlinks}
+
     if os.geteuid() == 0 or node.uid == os.geteuid():
+        where, how = target(os.chown)
         try:
-            os.chown(path, node.uid, node.gid, follow_symlinks=follow_symlinks)
+            os.chown(where, node.uid, node.gid, **how)
         except OSError as exc:
             if exc.errno != errno.EPERM:
                 warnings.append(f"{shown}: cannot set owner {node.uid}:{node.gid}: {exc.strerror}")
 
     if not is_link:
+        where, _ = target(os.chmod)
         try:
-            os.chmod(path, st_mode_perm_from_go_mode(node.mode), follow_symlinks=True)
+            os.chmod(where, st_mode_perm_from_go_mode(node.mode))
         except OSError as exc:
             warnings.append(f"{shown}: cannot set mode {stat.filemode(node.mode & 0o7777)}: {exc.strerror}")
 
     for name, value in node.extended_attributes:
+        where, how = target(os.setxattr)
         try:
-            os.setxattr(path, name, value, follow_symlinks=follow_symlinks)
+            os.setxattr(where, name, value, **how)
         except OSError as exc:
             warnings.append(f"{shown}: cannot set extended attribute {os.fsdecode(name)}: {exc.strerror}")
 
+    where, how = target(os.utime)
     try:
-        os.utime(path, ns=(node.atime.ns, node.mtime.ns), follow_symlinks=follow_symlinks)
+        os.utime(where, ns=(node.atime.ns, node.mtime.ns), follow_symlinks=how.get("follow_symlinks", True))
     except OSError as exc:
         warnings.append(f"{shown}: cannot set timestamps: {exc.strerror}")
     return warnings
