@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -500,6 +500,9 @@ def test_cancel_mid_restore_leaves_nothing_half_written(
         restic(repo, "backup", str(src), password=PASSWORD)
         dest = engine.add_destination("Made by restic", str(repo), password=PASSWORD, create=False)
         plan_id = ""
+    # a download limit (8 MiB/s: the 64 MB take ~8 s) so that the cancel lands mid-restore
+    # however fast the machine restores
+    engine.db.save_destination(replace(dest, download_limit_kib=8 * 1024))
     snap = engine.snapshots(dest.id)[-1].id
     window = open_window(qtbot, engine, background, opened, plan_id)
     window.show_copy(dest.id)
