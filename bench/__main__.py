@@ -143,6 +143,12 @@ def du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def remove_restored(work: Path) -> None:
+    """Remove the restored copies (``restored-<round>-<tool>``; see the module docstring)."""
+    for old in work.glob("restored-*"):
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def warm(path: Path) -> None:
     for p in path.rglob("*"):
         if p.is_file():
@@ -211,8 +217,7 @@ def main() -> int:
         if step in wanted:
             results.add(tool, step, sample)
 
-    for old in work.glob("restored-*"):  # left by an interrupted run
-        shutil.rmtree(old, ignore_errors=True)
+    remove_restored(work)  # left by an interrupted run
     for rnd in range(args.rounds):
         shutil.rmtree(src, ignore_errors=True)
         shutil.copytree(pristine, src, symlinks=True)
@@ -250,8 +255,7 @@ def main() -> int:
             results.repo_size.setdefault(t.name, []).append(du(t.repo))
         print(f"round {rnd + 1}/{args.rounds} done", flush=True)
     print_table(results, total, args)
-    for old in work.glob("restored-*"):
-        shutil.rmtree(old, ignore_errors=True)
+    remove_restored(work)
     return 0
 
 

@@ -35,16 +35,18 @@ def apply_metadata(
     shown = os.fsdecode(path)
     is_link = node.type == "symlink" and not follow_symlinks
 
-    def target(func: object) -> tuple[str | bytes | int, dict[str, bool]]:
+    def target(func: object) -> tuple[str | bytes | int, bool]:
+        """Where ``func`` applies a change, and its ``follow_symlinks`` (a descriptor takes only
+        True, which is the file itself)."""
         # os.setxattr takes a descriptor too, though os.supports_fd does not list it
         if fd is not None and (func in os.supports_fd or func is getattr(os, "setxattr", None)):
-            return fd, {}
-        return path, {"follow_symlinks": follow_symlinks}
+            return fd, True
+        return path, follow_symlinks
 
     if os.geteuid() == 0 or node.uid == os.geteuid():
-        where, how = target(os.chown)
+        where, follow = target(os.chown)
         try:
-            os.chown(where, node.uid, node.gid, **how)
+            os.chown(where, node.uid, node.gid, follow_symlinks=follow)
         except OSError as exc:
             if exc.errno != errno.EPERM:
                 warnings.append(f"{shown}: cannot set owner {node.uid}:{node.gid}: {exc.strerror}")
@@ -52,20 +54,20 @@ def apply_metadata(
     if not is_link:
         where, _ = target(os.chmod)
         try:
-            os.chmod(where, st_mode_perm_from_go_mode(node.mode))
+            os.chmod(where, st_mode_perm_from_go_mode(node.mode), follow_symlinks=True)
         except OSError as exc:
             warnings.append(f"{shown}: cannot set mode {stat.filemode(node.mode & 0o7777)}: {exc.strerror}")
 
     for name, value in node.extended_attributes:
-        where, how = target(os.setxattr)
+        where, follow = target(os.setxattr)
         try:
-            os.setxattr(where, name, value, **how)
+            os.setxattr(where, name, value, follow_symlinks=follow)
         except OSError as exc:
             warnings.append(f"{shown}: cannot set extended attribute {os.fsdecode(name)}: {exc.strerror}")
 
-    where, how = target(os.utime)
+    where, follow = target(os.utime)
     try:
-        os.utime(where, ns=(node.atime.ns, node.mtime.ns), follow_symlinks=how.get("follow_symlinks", True))
+        os.utime(where, ns=(node.atime.ns, node.mtime.ns), follow_symlinks=follow)
     except OSError as exc:
         warnings.append(f"{shown}: cannot set timestamps: {exc.strerror}")
     return warnings
