@@ -199,9 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else EXIT_OK
     if args.command == "backup":
-        # before any worker thread starts; only backup gains (flat memory at no cost in time),
+        # before any worker thread starts; only backup gains (flat memory, fewer page faults),
         # restore and check read pack-sized buffers whose page faults it would add
-        from safekeep.cli import allocator  # noqa: PLC0415 - only backup needs it
+        from safekeep.engine import allocator  # noqa: PLC0415 - only backup needs it
 
         allocator.tune()
     from safekeep.cli.context import CliContext, GlobalOptions  # noqa: PLC0415 - after the early start

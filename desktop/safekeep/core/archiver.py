@@ -67,7 +67,7 @@ LARGE_FILES_AT_ONCE = 1  # one large file at a time reads faster than the cores 
 BLOB_QUEUE_BYTES = 16 * 1024 * 1024  # chunks waiting for compression and encryption
 PRUNE_FUTURES_AT = 1024
 SMALL_FILE = 1024 * 1024  # read in one call; larger files go through the window buffers
-BATCH_FILES = 64  # small files per worker job
+BATCH_FILES = 16  # small files per worker job: a folder's files spread over every worker
 BATCH_BYTES = 4 * 1024 * 1024  # files at least this large get a job of their own
 _O_NOATIME = getattr(os, "O_NOATIME", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -94,7 +94,7 @@ class BackupOptions:
     parent: str | None = None  # snapshot ID; None = the latest with the same host and paths
     use_parent: bool = True
     ignore_inode: bool = False
-    workers: int = 0  # 0 = 2 x CPU count
+    workers: int = 0  # 0 = one per CPU (at least 2)
     time: datetime | None = None  # the snapshot's time; None = now
 
 
@@ -190,7 +190,9 @@ class Archiver:
         self.excluder = Excluder(list(self.options.excludes))
         self.chunker = Chunker(repo.config.chunker_polynomial)
         self.users = UserCache()
-        workers = self.options.workers or 2 * (os.cpu_count() or 2)
+        # one file worker per core: more only contend for the interpreter (measured: 4 workers on
+        # 2 cores are ~10 % slower on small files than 2)
+        workers = self.options.workers or max(2, os.cpu_count() or 2)
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, "safekeep-file")
         self._slots = threading.BoundedSemaphore(workers * 2)
         # large files are read through a few reused buffers: memory stays flat and no

@@ -11,6 +11,8 @@
   A crash in a job never takes the app down; cancel is a message on stdin, then a signal.
 * :mod:`~safekeep.engine.runner` — starts a worker, relays its events, cancels it, and turns a
   worker that died without finishing into an "interrupted" result.
+* :mod:`~safekeep.engine.allocator` — sets glibc's allocator up for a process that runs a backup
+  (the CLI's ``backup`` and a backup job's worker).
 * :mod:`~safekeep.engine.daemon` — the trigger host: the scheduler, the file watchers and the
   external-trigger socket, for ``safekeep daemon`` and the GUI.
 

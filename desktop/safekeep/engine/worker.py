@@ -37,6 +37,7 @@ from safekeep.core.format.keys import KDFParams
 from safekeep.core.locks import Lock, remove_stale_locks
 from safekeep.core.repository import Repository, RepositoryOptions
 from safekeep.core.restorer import ConflictPolicy, RestoreOptions, Restorer, RestoreReport, RestoreSummary
+from safekeep.engine import allocator
 from safekeep.engine.events import JobEvent
 from safekeep.engine.jobs import Job, storage_options
 from safekeep.engine.restore_reports import write_report
@@ -368,8 +369,11 @@ def _watch_stdin(stdin: IO[str], cancel: CancelToken) -> None:
     cancel.cancel()
 
 
-def serve(stdin: IO[str], stdout: IO[str]) -> int:
-    """Read one job from ``stdin``, run it, report on ``stdout``; returns the exit status."""
+def serve(stdin: IO[str], stdout: IO[str], *, tune_memory: bool = False) -> int:
+    """Read one job from ``stdin``, run it, report on ``stdout``; returns the exit status.
+
+    ``tune_memory``: this process exists for the job (``safekeep run-job``), so a backup may set
+    the allocator up for itself (:mod:`~safekeep.engine.allocator`) before its threads start."""
     emit = Emitter(stdout)
     first = stdin.readline()
     try:
@@ -377,6 +381,8 @@ def serve(stdin: IO[str], stdout: IO[str]) -> int:
     except (ValueError, KeyError, TypeError) as exc:
         emit("failed", message=f"The job description could not be read: {exc}.", hint="")
         return 2
+    if tune_memory and job.kind == "backup":
+        allocator.tune()
     cancel = CancelToken()
     threading.Thread(target=_watch_stdin, args=(stdin, cancel), name="job-control", daemon=True).start()
     with contextlib.suppress(ValueError):  # not the main thread (tests call serve in-process)
@@ -407,4 +413,4 @@ def main() -> int:
     """Entry point of ``safekeep run-job``."""
     sys.stdout.reconfigure(encoding="utf-8")  # type: ignore[union-attr]
     sys.stdin.reconfigure(encoding="utf-8")  # type: ignore[union-attr]
-    return serve(sys.stdin, sys.stdout)
+    return serve(sys.stdin, sys.stdout, tune_memory=True)
