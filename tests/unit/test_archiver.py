@@ -114,6 +114,41 @@ def test_file_changing_while_read(tmp_path: Path, repo: Repository, monkeypatch:
     assert summary.files_new == 11
 
 
+@pytest.mark.parametrize(("change", "size"), [("grow", 1005 + 5000), ("shrink", 400)])
+def test_file_changing_between_its_size_and_its_read(
+    tmp_path: Path, repo: Repository, monkeypatch: pytest.MonkeyPatch, change: str, size: int
+) -> None:
+    """The read asks for the size fstat gave + 1; a file that grew or shrank after that is read
+    to its end all the same, stored as read, and reported as changed."""
+    src = tmp_path / "src"
+    _make(src)
+    target = src / "f5"
+    real_fstat = os.fstat
+    done: list[bool] = []
+
+    def fstat(fd: int) -> os.stat_result:
+        st = real_fstat(fd)
+        if not done and os.path.samestat(st, target.stat()):
+            done.append(True)  # only the first fstat, the one the read's size comes from
+            if change == "grow":
+                with target.open("ab") as f:
+                    f.write(b"g" * 5000)
+            else:
+                os.truncate(target, 400)
+        return st
+
+    monkeypatch.setattr(archiver_mod.os, "fstat", fstat)
+    snap, summary = backup(repo, [str(src)], BackupOptions())
+    assert done
+    assert [(os.path.basename(p), "changed while it was being read" in m) for p, m in summary.errors] == [
+        ("f5", True)
+    ]
+    node = _listing(repo, snap.tree, str(src))["f5"]
+    stored = b"".join(repo.load_blob(BlobType.DATA, b) for b in node.content or [])
+    assert node.size == len(stored) == size
+    assert stored == target.read_bytes()
+
+
 def test_unchanged_files_are_not_read_again(
     tmp_path: Path, repo: Repository, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -564,10 +564,12 @@ class Archiver:
             if not stat.S_ISREG(before.st_mode):
                 raise SourceError(f"{os.fsdecode(path)} was replaced by something that is not a file")
             if before.st_size < SMALL_FILE:
-                # one read of exactly its size (+1 to notice growth), then one more to reach EOF
+                # one read of its size + 1: exactly its size back is the whole file (the fstat
+                # after the read tells if it changed); more or less reads on to the end
                 data = os.read(fd, before.st_size + 1)
-                while more := os.read(fd, SMALL_FILE):
-                    data += more
+                if len(data) != before.st_size:
+                    while more := os.read(fd, SMALL_FILE):
+                        data += more
                 content: list[bytes] = []
                 view = memoryview(data)
                 for off, length in self.chunker.cuts(view):
