@@ -311,6 +311,7 @@ def test_unlock_removes_stale_and_all(env: dict[str, str], repo: Path) -> None:
 
 
 def test_key_add_list_remove_passwd(env: dict[str, str], repo: Path, tmp_path: Path) -> None:
+    env = {**env, "SAFEKEEP_HOME": str(tmp_path / "home"), "SAFEKEEP_SECRETS": "file"}  # its own audit log
     new_pw = tmp_path / "new.txt"
     new_pw.write_text("second password\n")
     r = run_cli("key", "add", "--new-password-file", str(new_pw), env=env)
@@ -342,6 +343,19 @@ def test_key_add_list_remove_passwd(env: dict[str, str], repo: Path, tmp_path: P
     # no new password and no terminal: a clear error
     r = run_cli("key", "add", env=env3)
     assert r.returncode == 1 and "--new-password-file" in r.stderr
+
+    # each change is in the audit log, by key ID; no password is ever written there
+    log = next((tmp_path / "home").rglob("audit*.jsonl"))
+    text = log.read_text()
+    entries = [json.loads(line) for line in text.splitlines() if line.strip()]
+    third_id = json.loads(run_cli("--json", "key", "list", env=env3).stdout)[0]["id"]
+    assert [(e["action"], e["outcome"], e["details"]) for e in entries] == [
+        ("key-add", "success", {"key": second}),
+        ("key-remove", "success", {"key": second}),
+        ("password-change", "success", {"key": third_id, "removed": first}),
+    ]
+    assert all(e["target"] == f"repository {repo}" for e in entries)
+    assert "password" not in text.replace("password-change", "")
 
 
 def test_check_good_repository(env: dict[str, str], repo: Path, source: Path) -> None:

@@ -159,6 +159,15 @@ class CliContext:
             self._service = Service.open()
         return self._service
 
+    def audit(self, action: str, repo: Repository, outcome: str, **details: object) -> None:
+        """Record a change made to ``repo`` in the app's audit log. A log that cannot be written is
+        a warning: the change already happened and is not undone."""
+        try:
+            self.service().audit_event(action, f"repository {repo.location}", outcome, **details)
+        except (SafekeepError, OSError) as exc:
+            log.warning("audit log not written: %s", exc)
+            self.out.warn(f"warning: the audit log could not record this: {exc}")
+
     def close(self) -> None:
         if self._service is not None:
             self._service.close()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from dataclasses import replace
 from typing import Any
 
@@ -25,15 +24,13 @@ from safekeep.cli.context import CliContext
 from safekeep.cli.output import Output, format_bytes, format_local_time, format_table
 from safekeep.cli.progress import make_progress
 from safekeep.cli.snapshots import add_filters, matches, snapshot_json
-from safekeep.common.errors import SafekeepError, UsageError
+from safekeep.common.errors import UsageError
 from safekeep.core.forget import GROUP_FIELDS, Decision, KeepRules, forget, plan_forget
 from safekeep.core.format.snapshot import Snapshot
 from safekeep.core.prune import DEFAULT_MAX_UNUSED, PruneOptions, PruneSummary, prune
 from safekeep.core.repository import Repository
 from safekeep.state.audit import Action
 from safekeep.storage.base import FileType
-
-log = logging.getLogger(__name__)
 
 RULES = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
 UNLIMITED = 1e9  # --max-unused unlimited: never rewrite packs, only remove wholly unused ones
@@ -152,7 +149,7 @@ def run_forget(ctx: CliContext, args: argparse.Namespace) -> int:
         result = forget(repo, chosen, cancel=ctx.cancel)
         policy = "" if rules.empty() else rules.describe()
         outcome = "warning" if result.failed else "success"
-        _audit(ctx, Action.FORGET, repo, outcome, removed=list(result.removed), policy=policy)
+        ctx.audit(Action.FORGET, repo, outcome, removed=list(result.removed), policy=policy)
         for sid, why in result.failed:
             out.warn(f"snapshot {sid[:8]} was not removed: {why}")
         out.info(f"removed {len(result.removed)} snapshots")
@@ -178,8 +175,7 @@ def run_prune(ctx: CliContext, args: argparse.Namespace) -> int:
 
 def _audit_prune(ctx: CliContext, repo: Repository, s: PruneSummary) -> None:
     outcome = "warning" if s.failed else "success"
-    _audit(
-        ctx,
+    ctx.audit(
         Action.PRUNE,
         repo,
         outcome,
@@ -187,16 +183,6 @@ def _audit_prune(ctx: CliContext, repo: Repository, s: PruneSummary) -> None:
         packs_repacked=s.packs_repacked,
         bytes_freed=s.bytes_freed,
     )
-
-
-def _audit(ctx: CliContext, action: Action, repo: Repository, outcome: str, **details: object) -> None:
-    """Record the removal in the app's audit log; a log that cannot be written is a warning (the
-    repository change already happened and is not undone)."""
-    try:
-        ctx.service().audit_event(action, f"repository {repo.location}", outcome, **details)
-    except (SafekeepError, OSError) as exc:
-        log.warning("audit log not written: %s", exc)
-        ctx.out.warn(f"warning: the audit log could not record this: {exc}")
 
 
 def _print_groups(

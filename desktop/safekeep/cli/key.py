@@ -5,7 +5,8 @@ data. ``add`` adds a password, ``remove ID`` removes one (never the one in use),
 replaces the password in use (a new key is added, then the old one removed). The new password
 comes from ``--new-password-file`` or is asked twice in a terminal. ``list`` marks the key in use
 with ``*``; ``--json`` prints restic's list (``current``, ``id``, ``userName``, ``hostName``,
-``created``). Changes take an exclusive lock.
+``created``). Changes take an exclusive lock and are recorded in the app's audit log (key IDs,
+never a password).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from safekeep.cli.context import CliContext
 from safekeep.cli.output import format_local_time, format_table
 from safekeep.common.errors import UsageError
+from safekeep.state.audit import Action
 from safekeep.storage.base import FileType
 
 
@@ -45,6 +47,7 @@ def run(ctx: CliContext, args: argparse.Namespace) -> int:
         if action == "remove":
             key_id = repo.resolve_id(FileType.KEY, args.id, cancel=ctx.cancel)
             repo.remove_key(key_id, cancel=ctx.cancel)
+            ctx.audit(Action.KEY_REMOVE, repo, "success", key=key_id)
             out.json({"message_type": "key_removed", "id": key_id})
             out.info(f"removed key {key_id[:8]}")
             return 0
@@ -54,11 +57,13 @@ def run(ctx: CliContext, args: argparse.Namespace) -> int:
         old = repo.key_id
         new_id = repo.add_key(password.reveal(), cancel=ctx.cancel)
         if action == "add":
+            ctx.audit(Action.KEY_ADD, repo, "success", key=new_id)
             out.json({"message_type": "key_added", "id": new_id})
             out.info(f"saved new key as {new_id[:8]}")
             return 0
         repo.key_id = new_id  # the repository is now open with the new key; the old one may go
         repo.remove_key(old, cancel=ctx.cancel)
+        ctx.audit(Action.PASSWORD_CHANGE, repo, "success", key=new_id, removed=old)
         out.json({"message_type": "key_changed", "id": new_id, "removed": old})
         out.info(f"saved new password as key {new_id[:8]}, removed the old key {old[:8]}")
     return 0

@@ -121,6 +121,8 @@ class Action(enum.StrEnum):
     PLAN_CHANGE = "plan-change"
     PLAN_REMOVE = "plan-remove"
     PASSWORD_CHANGE = "password-change"  # noqa: S105 - an action name, not a password
+    KEY_ADD = "key-add"  # another password for a repository (its key file's ID is recorded)
+    KEY_REMOVE = "key-remove"
     SIGN_IN = "sign-in"  # a cloud account connected (OAuth)
     SIGN_OUT = "sign-out"
     AUDIT_EXPORT = "audit-export"
