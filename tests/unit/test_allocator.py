@@ -54,5 +54,7 @@ def test_freed_file_buffers_stay_for_reuse_only_when_tuned() -> None:
 
 
 def test_free_memory_beyond_the_trim_threshold_still_goes_back() -> None:
+    # past the threshold glibc trims the heap's top back to its small padding (or to whatever
+    # is still in use above the freed pieces): never more than the threshold stays
     kept = _kept("tune", 2 * allocator.TRIM_THRESHOLD // MiB)
-    assert MiB < kept <= allocator.TRIM_THRESHOLD
+    assert kept <= allocator.TRIM_THRESHOLD

@@ -18,7 +18,6 @@ A backup moves large buffers (read windows, 16 MiB packs) and thousands of file-
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import sys
 
@@ -38,12 +37,9 @@ def tune() -> bool:
     Call it before the backup's threads start (new arenas follow the arena limit)."""
     if not sys.platform.startswith("linux"):
         return False
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        # the C library this process already runs on (find_library would start ldconfig)
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
